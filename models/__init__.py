@@ -1,0 +1,1 @@
+"""Hardware component models built on the tlmsim framework."""

@@ -1,0 +1,1 @@
+"""tlmsim: a transaction-level simulator of FPGA accelerators for compressed LLMs."""

@@ -1,0 +1,1 @@
+"""Workloads: HF models to compressed layer graphs and job sequences (no SimPy here)."""
