@@ -1,0 +1,161 @@
+"""System builder: instantiates every component from the config and wires the ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import simpy
+
+from tlmsim.component import SimContext
+from tlmsim.config import Config
+from tlmsim.models.buffer import BankedBuffer
+from tlmsim.models.controller import Controller, OpState, Program
+from tlmsim.models.decoder import WeightDecoder
+from tlmsim.models.dma import Dma
+from tlmsim.models.memory import Memory
+from tlmsim.models.pe_array import PeArray
+from tlmsim.models.placement import Placement
+from tlmsim.models.vector_unit import VectorUnit
+from tlmsim.ports import connect
+from tlmsim.timebase import transfer_ps
+from tlmsim.trace import Tracer
+from tlmsim.workloads.phases import Op, Step, Workload
+
+
+@dataclass
+class OpRecord:
+    """What one op did: its simulated span and its analytic (roofline) demands."""
+
+    name: str
+    kind: str
+    layer: int | None
+    step: int
+    phase: str
+    start_ps: int
+    end_ps: int
+    demands_ps: dict[str, int]
+    bytes_by_memory: dict[str, int]
+
+    @property
+    def bound_ps(self) -> int:
+        """Roofline bound: the largest single-resource demand."""
+        return max(self.demands_ps.values(), default=0)
+
+    @property
+    def bound_by(self) -> str:
+        """The resource with the largest demand."""
+        return max(self.demands_ps, key=self.demands_ps.get) if self.demands_ps else "none"
+
+
+@dataclass
+class StepRecord:
+    """Timing and roofline totals of one step."""
+
+    step: Step
+    start_ps: int
+    end_ps: int
+    demands_ps: dict[str, int]
+    bytes_by_memory: dict[str, int]
+    ops: list[OpRecord] = field(default_factory=list)
+
+
+class Accelerator:
+    """The whole simulated system for one config and workload."""
+
+    def __init__(self, cfg: Config, workload: Workload, keep_ops: str = "first_and_last", progress=None):
+        self.cfg = cfg
+        self.progress = progress  # callable(done_steps, total_steps, phase) or None
+        self.workload = workload
+        self.keep_ops = keep_ops
+        self.env = simpy.Environment()
+        self.ctx = SimContext(self.env, Tracer())
+        self.placement = self._place_tensors()
+        self.steps: list[StepRecord] = []
+        self._build()
+
+    def _build(self) -> None:
+        acc, ctx = self.cfg.accelerator, self.ctx
+        self.memories = {name: Memory(ctx, name, mcfg) for name, mcfg in self.cfg.memory.items()}
+        self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer)
+        self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer)
+        self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)
+        pe_queue, vector_queue = simpy.Store(self.env), simpy.Store(self.env)
+        self.program = Program(self.env, self.cfg, self.workload, self.placement)
+        names = list(self.memories)
+        self.weight_dma = Dma(ctx, "weight_dma", names, self.weight_buffer, self.program.weight_descriptors())
+        self.kv_dma = Dma(ctx, "kv_dma", names, self.kv_buffer, self.program.kv_descriptors())
+        self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, pe_queue, self.decoder)
+        self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz, vector_queue)
+        self.controller = Controller(ctx, "controller", self.program, pe_queue, vector_queue,
+                                     self.weight_buffer, self.kv_buffer, names, self._step_done)
+        for initiator in (self.weight_dma, self.kv_dma, self.controller):
+            for mem, port in initiator.ports.items():
+                connect(port, self.memories[mem].target)
+
+    def _place_tensors(self) -> Placement:
+        placement = Placement(self.cfg)
+        graph, final_kv = self.workload.graph, self.workload.prefill_tokens + self.workload.decode_tokens
+        nodes = self.workload.node_order
+        kinds = {n: graph.nodes[n]["kind"] for n in nodes}
+        placement.place("kv_cache", {n: self.workload.kv_cache_bytes(n, final_kv) for n in nodes if kinds[n] == "kv_append"})
+        placement.place("weights", {n: graph.nodes[n]["weight_nbytes"] for n in nodes if kinds[n] == "linear"})
+        placement.place("embeddings", {n: graph.nodes[n]["num_embeddings"] * graph.nodes[n]["embedding_dim"] * 2
+                                       for n in nodes if kinds[n] == "embedding"})
+        return placement
+
+    def run(self) -> list[StepRecord]:
+        """Simulate every step; returns their records."""
+        self.env.run(until=self.controller.process)
+        return self.steps
+
+    @property
+    def components(self) -> dict:
+        """Every component by name (memories first)."""
+        parts = [self.weight_dma, self.kv_dma, self.weight_buffer, self.kv_buffer, self.decoder,
+                 self.pe_array, self.vector_unit, self.controller]
+        return {**self.memories, **{c.name: c for c in parts}}
+
+    def _step_done(self, step: Step, start: int, end: int, states: list[OpState]) -> None:
+        records = [self._op_record(st) for st in states]
+        demands: dict[str, int] = {}
+        moved: dict[str, int] = {}
+        for rec in records:
+            for key, value in rec.demands_ps.items():
+                if key not in self.memories:
+                    demands[key] = demands.get(key, 0) + value
+            for mem, nbytes in rec.bytes_by_memory.items():
+                moved[mem] = moved.get(mem, 0) + nbytes
+        for mem, nbytes in moved.items():
+            demands[mem] = transfer_ps(nbytes, self.cfg.memory[mem].bandwidth_gbps)
+        keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
+        self.steps.append(StepRecord(step, start, end, demands, moved, records if keep else []))
+        if self.progress is not None:
+            self.progress(len(self.steps), len(self.program.steps), step.phase)
+
+    def _op_record(self, st: OpState) -> OpRecord:
+        op, moved = st.op, self.op_bytes(st)
+        demands = {mem: transfer_ps(nbytes, self.cfg.memory[mem].bandwidth_gbps) for mem, nbytes in moved.items()}
+        demands.update(self.op_compute_demands(op, st))
+        return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
+                        st.done_ps, demands, moved)
+
+    def op_bytes(self, st: OpState) -> dict[str, int]:
+        """Bytes the op moves, per memory."""
+        op = st.op
+        if op.kind in ("linear", "attn_matmul") and st.tiles:
+            return {self.placement[op.operand_tensor].memory: sum(t.nbytes for t in st.tiles)}
+        if op.kind in ("embedding", "kv_append"):
+            return {self.placement[op.operand_tensor].memory: op.read_bytes + op.write_bytes}
+        return {}
+
+    def op_compute_demands(self, op: Op, st: OpState) -> dict[str, int]:
+        """Roofline compute demands of an op on the PE array, decoder and vector unit."""
+        if op.kind == "vector":
+            return {"vector_unit": self.vector_unit.ideal_ps(op.vector_op, op.elements)}
+        if op.kind not in ("linear", "attn_matmul") or not st.tiles:
+            return {}
+        work = sum(t.rows * t.stored_weights for t in st.tiles)
+        demands = {"pe_array": self.pe_array.ideal_ps(op.weight_format, 1, work)}
+        if op.kind == "linear":
+            demands["decoder"] = self.decoder.ideal_ps(sum(t.stored_weights for t in st.tiles))
+        return demands

@@ -1,0 +1,33 @@
+"""Weight decoder: expands N:M indices and dequantizes INT4/ternary codes for the PEs.
+
+It streams element by element into the PE array, so at tile level decoder and PEs
+work in lockstep (``PeArray`` charges each tile max(decode, compute)). This passive
+model only answers how long a tile takes to decode.
+"""
+
+from __future__ import annotations
+
+from tlmsim.component import Component, SimContext
+from tlmsim.config import DecoderConfig
+from tlmsim.timebase import cycles_to_ps
+
+
+class WeightDecoder(Component):
+    """Decodes ``weights_per_cycle`` stored weights per cycle after a fixed latency."""
+
+    def __init__(self, ctx: SimContext, name: str, cfg: DecoderConfig, clock_mhz: float):
+        super().__init__(ctx, name)
+        self.cfg = cfg
+        self.clock_mhz = clock_mhz
+
+    def decode_cycles(self, stored_weights: int) -> int:
+        """Cycles to decode a tile of ``stored_weights`` weights."""
+        return -(-stored_weights // self.cfg.weights_per_cycle) + self.cfg.latency_cycles
+
+    def decode_ps(self, stored_weights: int) -> int:
+        """Time to decode a tile."""
+        return cycles_to_ps(self.decode_cycles(stored_weights), self.clock_mhz)
+
+    def ideal_ps(self, stored_weights: int) -> int:
+        """Throughput-only lower bound (no latency) for the roofline."""
+        return cycles_to_ps(-(-stored_weights // self.cfg.weights_per_cycle), self.clock_mhz)

@@ -1,0 +1,110 @@
+"""The N:M sparse PE array: rows x cols output-stationary PEs (rtl/nm_pe.v each).
+
+Each PE computes one output over k inputs; an array pass covers ``rows`` tokens x
+``cols`` outputs. Per beat a PE consumes ``lanes`` N:M groups (``m * lanes`` dense
+inputs, ``n * lanes`` multiplies); dense weights use the same multipliers on
+``n * lanes`` inputs per beat; weights wider than the multiplier take
+``ceil(bits / native_weight_bits)`` beats. Passes stream back to back, so a tile costs
+
+    (passes * beats - 1) * II + latency(PE) + (rows - 1) + (cols - 1)
+
+with II and the PE latency taken from ``pe_core`` — the same parameters the RTL is
+built with, checked cycle-exactly by tests/rtl. Weight tiles stream through the
+decoder in lockstep: a tile takes max(decode, compute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from tlmsim.component import Component, SimContext
+from tlmsim.config import PeArrayConfig
+from tlmsim.models.decoder import WeightDecoder
+from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
+from tlmsim.models.tiling import Tile
+from tlmsim.timebase import cycles_to_ps
+from tlmsim.workloads.formats import WeightFormat
+
+
+@dataclass
+class PeCommand:
+    """Run ``tiles`` of one op, taking operands from ``source`` (a BankedBuffer)."""
+
+    label: str
+    fmt: WeightFormat
+    tiles: list[Tile]
+    source: object
+    decoded: bool  # weight tiles pass the decoder; KV tiles bypass it
+    done: simpy.Event
+
+
+class PeArray(Component):
+    """Executes matmul commands tile by tile."""
+
+    def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float,
+                 commands: simpy.Store, decoder: WeightDecoder):
+        super().__init__(ctx, name)
+        self.cfg = cfg
+        self.clock_mhz = clock_mhz
+        self.commands = commands
+        self.decoder = decoder
+        self.process = self.env.process(self.run())
+
+    def run(self):
+        """Take commands in order; for each tile wait for operands, then compute."""
+        while True:
+            cmd = yield self.commands.get()
+            for tile in cmd.tiles:
+                start = self.env.now
+                yield from cmd.source.take()
+                self.record("stall:waiting for operands", start, self.env.now, cmd.label)
+                yield from self._compute(cmd, tile)
+                cmd.source.release()
+            cmd.done.succeed()
+
+    def _compute(self, cmd: PeCommand, tile: Tile):
+        start = self.env.now
+        compute = cycles_to_ps(self.tile_cycles(cmd.fmt, tile), self.clock_mhz)
+        decode = self.decoder.decode_ps(tile.stored_weights) if cmd.decoded else 0
+        yield self.env.timeout(max(compute, decode))
+        self.record("busy", start, start + compute, cmd.label, rows=tile.rows, k=tile.k, n=tile.n)
+        self.record("stall:waiting for decoder", start + compute, start + decode, cmd.label)
+        if cmd.decoded:
+            self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
+            self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
+
+    def pe_params(self, fmt: WeightFormat) -> PeParams:
+        """The PE configuration that runs ``fmt`` (dense formats: n = m)."""
+        ternary = fmt.encoding == "ternary"
+        if fmt.sparse:
+            return PeParams(fmt.n, fmt.m, self.cfg.lanes, ternary=ternary)
+        return PeParams(self.cfg.n, self.cfg.n, self.cfg.lanes, ternary=ternary)
+
+    def beats_per_pass(self, fmt: WeightFormat, k: int) -> int:
+        """Beats one PE needs for a k-long dot product in ``fmt``."""
+        return beats_for(self.pe_params(fmt), k) * self.bits_factor(fmt)
+
+    def bits_factor(self, fmt: WeightFormat) -> int:
+        """Beats per group: weights wider than the multiplier are processed in slices."""
+        if fmt.encoding == "ternary":
+            return 1
+        return -(-fmt.value_bits // self.cfg.native_weight_bits)
+
+    def tile_cycles(self, fmt: WeightFormat, tile: Tile) -> int:
+        """Cycles of one tile (see the module docstring)."""
+        pe = self.pe_params(fmt)
+        passes = tile.groups * -(-tile.rows // self.cfg.rows) * -(-tile.n // self.cfg.cols)
+        beats = passes * self.beats_per_pass(fmt, tile.k)
+        skew = self.cfg.rows - 1 + self.cfg.cols - 1
+        return (beats - 1) * initiation_interval(pe) + latency_cycles(pe) + skew
+
+    def multipliers(self) -> int:
+        """Multiply (or add/subtract) units in the array."""
+        return self.cfg.rows * self.cfg.cols * self.cfg.lanes * self.cfg.n
+
+    def ideal_ps(self, fmt: WeightFormat, rows: int, stored_weights: int) -> int:
+        """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
+        work = rows * stored_weights * self.bits_factor(fmt)
+        return cycles_to_ps(-(-work // self.multipliers()), self.clock_mhz)

@@ -1,0 +1,58 @@
+"""Where each tensor lives: memory and base address, checked against capacities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlmsim.config import Config
+from tlmsim.errors import CapacityError
+
+
+@dataclass(frozen=True)
+class Region:
+    """A tensor's home: memory name, base address, size."""
+
+    memory: str
+    addr: int
+    nbytes: int
+
+
+class Placement:
+    """Allocates tensors in order into the first listed memory with room."""
+
+    def __init__(self, cfg: Config):
+        self.capacity = {name: mem.capacity_bytes for name, mem in cfg.memory.items()}
+        self.used = dict.fromkeys(cfg.memory, 0)
+        self.regions: dict[str, Region] = {}
+        self.placement = cfg.placement
+        self.cfg = cfg
+
+    def place(self, tensor_class: str, tensors: dict[str, int]) -> None:
+        """Place ``tensors`` (name -> bytes) of one class ("weights", "kv_cache", "embeddings")."""
+        allowed = getattr(self.placement, tensor_class)
+        for name, nbytes in tensors.items():
+            memory = next((m for m in allowed if self.used[m] + nbytes <= self.capacity[m]), None)
+            if memory is None:
+                raise CapacityError(self._overflow_message(tensor_class, tensors, allowed))
+            self.regions[name] = Region(memory, self.used[memory], nbytes)
+            self.used[memory] += _align(nbytes)
+
+    def __getitem__(self, tensor: str) -> Region:
+        return self.regions[tensor]
+
+    def bytes_in(self, memory: str) -> int:
+        """Bytes allocated in ``memory``."""
+        return self.used[memory]
+
+    def _overflow_message(self, tensor_class: str, tensors: dict[str, int], allowed: list[str]) -> str:
+        need = sum(tensors.values()) / 1e9
+        room = ", ".join(f"{m}: {(self.capacity[m] - self.used[m]) / 1e9:.2f} GB free of "
+                         f"{self.capacity[m] / 1e9:.2f} GB" for m in allowed)
+        others = sorted(set(self.capacity) - set(allowed))
+        fix = (f"add {others[0]!r} to placement.{tensor_class}" if others else "use a larger memory")
+        return (f"placement.{tensor_class}: {need:.2f} GB of {tensor_class} do not fit in {allowed} ({room}); "
+                f"{fix} or choose a smaller workload.weight_format / batch / token count")
+
+
+def _align(nbytes: int, boundary: int = 4096) -> int:
+    return -(-nbytes // boundary) * boundary

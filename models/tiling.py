@@ -1,0 +1,93 @@
+"""How the controller cuts an op into tiles that fit the accelerator's buffers.
+
+A linear layer W[n_out, k] streams its weights in tiles of whole rows (full k, so each
+output finishes inside one tile) sized to one weight-buffer bank and rounded to the PE
+array's columns. Tokens are processed in chunks whose input and output rows fit the
+activation buffer; each chunk streams the weights again. Attention streams the KV
+cache in tiles of whole heads. Tile bytes split the operand's exact packed bytes in
+proportion, so the bytes moved equal the bytes stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlmsim.errors import ConfigError
+from tlmsim.workloads.phases import Op
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One operand tile and the matmul work that uses it."""
+
+    groups: int
+    rows: int
+    k: int
+    n: int
+    nbytes: int
+    offset: int  # byte offset inside the operand tensor
+    stored_weights: int  # stored operand elements in the tile (after N:M pruning)
+
+
+def token_chunk(op: Op, activation_bytes: int, act_bits: int) -> int:
+    """Largest number of rows whose inputs and outputs fit the activation buffer."""
+    per_row = (op.k + op.n) * act_bits // 8
+    chunk = activation_bytes // per_row
+    if chunk < 1:
+        raise ConfigError(f"accelerator.activation_buffer.capacity_kib is too small for one token of "
+                          f"{op.name} (needs {per_row / 1024:.1f} KiB); increase it")
+    return min(chunk, op.rows)
+
+
+def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int) -> list[Tile]:
+    """Tiles of a linear layer: for each token chunk, the weights in bank-sized row blocks."""
+    out_rows = _rows_per_tile(op, bank_bytes, pe_cols)
+    weight_tiles = []
+    for first in range(0, op.n, out_rows):
+        rows = min(out_rows, op.n - first)
+        weight_tiles.append((first, rows))
+    tiles = []
+    for chunk_start in range(0, op.rows, rows_per_chunk):
+        chunk = min(rows_per_chunk, op.rows - chunk_start)
+        for first, rows in weight_tiles:
+            begin, end = _share(op.operand_bytes, first, op.n), _share(op.operand_bytes, first + rows, op.n)
+            tiles.append(Tile(1, chunk, op.k, rows, end - begin, begin, op.weight_format.kept_weights(rows, op.k)))
+    return tiles
+
+
+def _rows_per_tile(op: Op, bank_bytes: int, pe_cols: int) -> int:
+    bytes_per_row = op.operand_bytes / op.n
+    fit = int(bank_bytes // bytes_per_row)
+    if fit < 1:
+        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one row of {op.name} "
+                          f"(needs {bytes_per_row / 1024:.1f} KiB); increase it")
+    return fit - fit % pe_cols if fit >= pe_cols else fit
+
+
+def attention_tiles(op: Op, bank_bytes: int) -> list[Tile]:
+    """Tiles of an attention matmul: whole heads of KV per tile (split KV if one head is too big)."""
+    per_group = op.operand_bytes / op.groups
+    groups_per_tile = int(bank_bytes // per_group) if per_group else op.groups
+    if groups_per_tile >= 1:
+        return [_attention_tile(op, g, min(groups_per_tile, op.groups - g), op.k, op.n)
+                for g in range(0, op.groups, groups_per_tile)]
+    parts = -(-int(per_group) // bank_bytes)  # a long context: split each head's KV
+    split_k = op.k >= op.n
+    tiles = []
+    for g in range(op.groups):
+        for p in range(parts):
+            k = _share(op.k, p + 1, parts) - _share(op.k, p, parts) if split_k else op.k
+            n = op.n if split_k else _share(op.n, p + 1, parts) - _share(op.n, p, parts)
+            tiles.append(_attention_tile(op, g, 1, k, n, fraction=(p, parts)))
+    return tiles
+
+
+def _attention_tile(op: Op, first: int, groups: int, k: int, n: int, fraction=(0, 1)) -> Tile:
+    begin = _share(op.operand_bytes, first * fraction[1] + fraction[0], op.groups * fraction[1])
+    end = _share(op.operand_bytes, first * fraction[1] + fraction[0] + groups, op.groups * fraction[1])
+    return Tile(groups, op.rows, k, n, end - begin, begin, groups * k * n)
+
+
+def _share(total: int, part: int, parts: int) -> int:
+    """Integer boundary ``total * part / parts`` so shares add up exactly to ``total``."""
+    return total * part // parts

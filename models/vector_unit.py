@@ -1,0 +1,54 @@
+"""Vector unit: RMSNorm, softmax, activations, RoPE, residual adds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from tlmsim.component import Component, SimContext
+from tlmsim.config import VectorUnitConfig
+from tlmsim.timebase import cycles_to_ps
+
+
+@dataclass
+class VectorCommand:
+    """Apply ``vector_op`` to ``elements`` elements."""
+
+    label: str
+    vector_op: str
+    elements: int
+    done: simpy.Event
+
+
+class VectorUnit(Component):
+    """``lanes`` elements per cycle, ``cycles_per_element[op]`` issue slots each."""
+
+    def __init__(self, ctx: SimContext, name: str, cfg: VectorUnitConfig, clock_mhz: float, commands: simpy.Store):
+        super().__init__(ctx, name)
+        self.cfg = cfg
+        self.clock_mhz = clock_mhz
+        self.commands = commands
+        self.process = self.env.process(self.run())
+
+    def run(self):
+        """Execute commands in order."""
+        while True:
+            cmd = yield self.commands.get()
+            yield from self.hold("busy", self.op_ps(cmd.vector_op, cmd.elements), cmd.label, elements=cmd.elements)
+            cmd.done.succeed()
+
+    def cost(self, vector_op: str) -> float:
+        """Issue cycles per element of ``vector_op``."""
+        if vector_op not in self.cfg.cycles_per_element:
+            raise KeyError(f"accelerator.vector_unit.cycles_per_element has no entry for '{vector_op}'; add one")
+        return self.cfg.cycles_per_element[vector_op]
+
+    def op_ps(self, vector_op: str, elements: int) -> int:
+        """Time of one vector op including pipeline latency."""
+        cycles = -(-int(elements * self.cost(vector_op)) // self.cfg.lanes) + self.cfg.latency_cycles
+        return cycles_to_ps(cycles, self.clock_mhz)
+
+    def ideal_ps(self, vector_op: str, elements: int) -> int:
+        """Throughput-only bound for the roofline."""
+        return cycles_to_ps(-(-int(elements * self.cost(vector_op)) // self.cfg.lanes), self.clock_mhz)

@@ -1,0 +1,116 @@
+"""One entry point: config in, result dict out (plain data, ready for JSON)."""
+
+from __future__ import annotations
+
+import logging
+
+import networkx as nx
+
+from tlmsim.config import Config
+from tlmsim.models.accelerator import Accelerator, StepRecord
+from tlmsim.timebase import ps_to_s
+from tlmsim.workloads.hf_model import layer_graph
+from tlmsim.workloads.phases import Workload
+
+log = logging.getLogger("tlmsim.simulate")
+
+
+def build_workload(cfg: Config, graph: nx.DiGraph | None = None) -> Workload:
+    """The workload of ``cfg`` (extracting the model's layer graph unless given)."""
+    wl = cfg.workload
+    if graph is None:
+        graph = layer_graph(wl.model, wl.weight_format, wl.lm_head_format, wl.group_size)
+    return Workload(graph, wl.batch, wl.prefill_tokens, wl.decode_tokens, wl.kv_bits, wl.group_size)
+
+
+def simulate(cfg: Config, graph: nx.DiGraph | None = None, progress=None) -> tuple[dict, Accelerator]:
+    """Run the simulation of ``cfg``; returns (result dict, the finished accelerator)."""
+    workload = build_workload(cfg, graph)
+    accelerator = Accelerator(cfg, workload, progress=progress)
+    log.info("simulating %d steps", len(workload.steps()))
+    steps = accelerator.run()
+    return summarize(cfg, accelerator, steps), accelerator
+
+
+def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
+    """Metrics of a finished run."""
+    prefill = [s for s in steps if s.step.phase == "prefill"]
+    decode = [s for s in steps if s.step.phase == "decode"]
+    phases = {"prefill": _phase(cfg, acc, prefill)}
+    if decode:
+        phases["decode"] = _phase(cfg, acc, decode)
+        _add_decode_rates(cfg, phases["decode"], decode)
+    return {
+        "name": cfg.name,
+        "phases": phases,
+        "weights": _weights(acc),
+        "ops": [_op(rec) for s in steps for rec in s.ops],
+        "timeline_window": _timeline_window(steps),
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def _timeline_window(steps: list[StepRecord]) -> dict:
+    """The first decode step (or the prefill): what timeline.png shows."""
+    step = steps[1] if len(steps) > 1 else steps[0]
+    label = f"decode step 1 (KV length {step.step.kv})" if step.step.phase == "decode" else "prefill"
+    return {"start_ps": step.start_ps, "end_ps": step.end_ps, "label": label}
+
+
+def _phase(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
+    duration = steps[-1].end_ps - steps[0].start_ps
+    demands: dict[str, int] = {}
+    moved: dict[str, int] = {}
+    for s in steps:
+        for key, value in s.demands_ps.items():
+            demands[key] = demands.get(key, 0) + value
+        for key, value in s.bytes_by_memory.items():
+            moved[key] = moved.get(key, 0) + value
+    bound = sum(max(s.demands_ps.values()) for s in steps)
+    utilisation = _utilisation(acc, steps[0].step.phase, duration)
+    return {
+        "steps": len(steps),
+        "time_s": ps_to_s(duration),
+        "roofline_time_s": ps_to_s(bound),
+        "roofline_bound_by": max(demands, key=demands.get),
+        "demand_s": {k: ps_to_s(v) for k, v in sorted(demands.items())},
+        "bytes_by_memory": moved,
+        "utilisation": utilisation,
+        "bounding_component": max(utilisation, key=lambda c: utilisation[c]["busy"]),
+    }
+
+
+def _utilisation(acc: Accelerator, phase: str, duration: int) -> dict:
+    out = {}
+    for name, comp in acc.components.items():
+        times = comp.stats.time_ps.get(phase, {})
+        width = comp.cfg.channels if name in acc.memories else 1
+        out[name] = {state: value / (duration * width) for state, value in sorted(times.items())}
+        out[name].setdefault("busy", 0.0)
+    return out
+
+
+def _add_decode_rates(cfg: Config, phase: dict, steps: list[StepRecord]) -> None:
+    tokens = cfg.workload.batch * len(steps)
+    phase["tokens_per_s"] = tokens / phase["time_s"]
+    phase["ms_per_token"] = 1e3 * phase["time_s"] / len(steps)
+    phase["bytes_per_step"] = {m: b / len(steps) for m, b in phase["bytes_by_memory"].items()}
+    memory_time = sum(max(s.demands_ps.get(m, 0) for m in cfg.memory) for s in steps)
+    phase["bandwidth_bound_tokens_per_s"] = tokens / ps_to_s(memory_time)
+
+
+def _weights(acc: Accelerator) -> dict:
+    graph = acc.workload.graph
+    formats: dict[str, int] = {}
+    for _, data in graph.nodes(data=True):
+        if data["kind"] == "linear":
+            formats[data["weight_format"]] = formats.get(data["weight_format"], 0) + data["weight_nbytes"]
+    placed = {m: acc.placement.bytes_in(m) for m in acc.memories}
+    return {"bytes_by_format": formats, "total_bytes": sum(formats.values()), "allocated_bytes_by_memory": placed}
+
+
+def _op(rec) -> dict:
+    return {"name": rec.name, "kind": rec.kind, "layer": rec.layer, "step": rec.step, "phase": rec.phase,
+            "time_s": ps_to_s(rec.end_ps - rec.start_ps), "start_s": ps_to_s(rec.start_ps),
+            "roofline_s": ps_to_s(rec.bound_ps), "bound_by": rec.bound_by,
+            "bytes": sum(rec.bytes_by_memory.values())}

@@ -1,0 +1,31 @@
+"""The generic payload exchanged between initiators and targets (TLM-2.0 style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Command(Enum):
+    """What a transaction asks of its target."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One memory-mapped request: command, address range, who asked and when."""
+
+    command: Command
+    addr: int
+    nbytes: int
+    stream: str  # initiator / purpose tag, e.g. "weights", "kv", "act"
+    label: str  # what it is for (layer name), shown in traces
+    issue_ps: int
+
+    def __post_init__(self) -> None:
+        if self.nbytes <= 0:
+            raise ValueError(f"transaction of {self.nbytes} bytes: must be > 0")
+        if self.addr < 0:
+            raise ValueError(f"negative address {self.addr}")
