@@ -21,13 +21,14 @@ class WeightDecoder(Component):
         self.clock_mhz = clock_mhz
 
     def decode_cycles(self, stored_weights: int) -> int:
-        """Cycles to decode a tile of ``stored_weights`` weights."""
-        return -(-stored_weights // self.cfg.weights_per_cycle) + self.cfg.latency_cycles
+        """Cycles a tile occupies the decoder (its latency overlaps the stream; the PE
+        array adds it once to an op's drain)."""
+        return -(-stored_weights // self.cfg.weights_per_cycle)
 
     def decode_ps(self, stored_weights: int) -> int:
         """Time to decode a tile."""
         return cycles_to_ps(self.decode_cycles(stored_weights), self.clock_mhz)
 
     def ideal_ps(self, stored_weights: int) -> int:
-        """Throughput-only lower bound (no latency) for the roofline."""
-        return cycles_to_ps(-(-stored_weights // self.cfg.weights_per_cycle), self.clock_mhz)
+        """Throughput-only lower bound for the roofline."""
+        return self.decode_ps(stored_weights)

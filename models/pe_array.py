@@ -4,13 +4,16 @@ Each PE computes one output over k inputs; an array pass covers ``rows`` tokens 
 ``cols`` outputs. Per beat a PE consumes ``lanes`` N:M groups (``m * lanes`` dense
 inputs, ``n * lanes`` multiplies); dense weights use the same multipliers on
 ``n * lanes`` inputs per beat; weights wider than the multiplier take
-``ceil(bits / native_weight_bits)`` beats. Passes stream back to back, so a tile costs
+``ceil(bits / native_weight_bits)`` beats. Passes and tiles stream back to back
+through the pipelined array, so a tile occupies the array for ``passes * beats * II``
+cycles and an op's results are complete a fill/drain time after its last beat:
 
-    (passes * beats - 1) * II + latency(PE) + (rows - 1) + (cols - 1)
+    fill = latency(PE) - 1 + (rows - 1) + (cols - 1)   (PE pipeline + systolic skew)
 
-with II and the PE latency taken from ``pe_core`` — the same parameters the RTL is
-built with, checked cycle-exactly by tests/rtl. Weight tiles stream through the
-decoder in lockstep: a tile takes max(decode, compute).
+The drain overlaps the next op's first beats. II and the PE latency come from
+``pe_core`` — the same parameters the RTL is built with, checked cycle-exactly by
+tests/rtl (one 1-pass tile on a 1x1 array takes exactly ``dot_cycles``). Weight
+tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
 """
 
 from __future__ import annotations
@@ -62,7 +65,11 @@ class PeArray(Component):
                 self.record("stall:waiting for operands", start, self.env.now, cmd.label)
                 yield from self._compute(cmd, tile)
                 cmd.source.release()
-            cmd.done.succeed()
+            self._finish_after_drain(cmd)
+
+    def _finish_after_drain(self, cmd: PeCommand) -> None:
+        drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
+        self.env.timeout(cycles_to_ps(drain, self.clock_mhz)).callbacks.append(lambda _e: cmd.done.succeed())
 
     def _compute(self, cmd: PeCommand, tile: Tile):
         start = self.env.now
@@ -93,12 +100,13 @@ class PeArray(Component):
         return -(-fmt.value_bits // self.cfg.native_weight_bits)
 
     def tile_cycles(self, fmt: WeightFormat, tile: Tile) -> int:
-        """Cycles of one tile (see the module docstring)."""
-        pe = self.pe_params(fmt)
+        """Cycles one tile occupies the array (its beats; see the module docstring)."""
         passes = tile.groups * -(-tile.rows // self.cfg.rows) * -(-tile.n // self.cfg.cols)
-        beats = passes * self.beats_per_pass(fmt, tile.k)
-        skew = self.cfg.rows - 1 + self.cfg.cols - 1
-        return (beats - 1) * initiation_interval(pe) + latency_cycles(pe) + skew
+        return passes * self.beats_per_pass(fmt, tile.k) * initiation_interval(self.pe_params(fmt))
+
+    def fill_cycles(self, pe: PeParams) -> int:
+        """Cycles from an op's last beat to its last result: PE latency beyond one beat plus skew."""
+        return latency_cycles(pe) - 1 + self.cfg.rows - 1 + self.cfg.cols - 1
 
     def multipliers(self) -> int:
         """Multiply (or add/subtract) units in the array."""

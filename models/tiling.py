@@ -40,28 +40,48 @@ def token_chunk(op: Op, activation_bytes: int, act_bits: int) -> int:
 
 
 def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int) -> list[Tile]:
-    """Tiles of a linear layer: for each token chunk, the weights in bank-sized row blocks."""
-    out_rows = _rows_per_tile(op, bank_bytes, pe_cols)
-    weight_tiles = []
-    for first in range(0, op.n, out_rows):
-        rows = min(out_rows, op.n - first)
-        weight_tiles.append((first, rows))
+    """Tiles of a linear layer: for each token chunk, the weights in bank-sized blocks."""
+    blocks = weight_blocks(op, bank_bytes, pe_cols)
     tiles = []
     for chunk_start in range(0, op.rows, rows_per_chunk):
         chunk = min(rows_per_chunk, op.rows - chunk_start)
-        for first, rows in weight_tiles:
-            begin, end = _share(op.operand_bytes, first, op.n), _share(op.operand_bytes, first + rows, op.n)
-            tiles.append(Tile(1, chunk, op.k, rows, end - begin, begin, op.weight_format.kept_weights(rows, op.k)))
+        done_units = 0
+        for out_rows, k in blocks:
+            begin = _share(op.operand_bytes, done_units, op.n * op.k)
+            done_units += out_rows * k
+            end = _share(op.operand_bytes, done_units, op.n * op.k)
+            tiles.append(Tile(1, chunk, k, out_rows, end - begin, begin, op.weight_format.kept_weights(out_rows, k)))
     return tiles
 
 
-def _rows_per_tile(op: Op, bank_bytes: int, pe_cols: int) -> int:
+def weight_blocks(op: Op, bank_bytes: int, pe_cols: int) -> list[tuple[int, int]]:
+    """(output rows, inputs) of each weight tile, in streaming order.
+
+    Tiles hold whole rows when at least ``pe_cols`` rows fit a bank (no column of the
+    array idles); otherwise ``pe_cols`` rows are split along k and the PEs keep their
+    partial sums between the k-slices (output-stationary). Row blocks are balanced so
+    the last tile is not a tiny one whose compute would be exposed at the end.
+    """
     bytes_per_row = op.operand_bytes / op.n
     fit = int(bank_bytes // bytes_per_row)
-    if fit < 1:
-        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one row of {op.name} "
-                          f"(needs {bytes_per_row / 1024:.1f} KiB); increase it")
-    return fit - fit % pe_cols if fit >= pe_cols else fit
+    if fit >= min(pe_cols, op.n):
+        rows = _balanced(op.n, fit - fit % pe_cols if fit >= pe_cols else fit, pe_cols)
+        return [(min(rows, op.n - first), op.k) for first in range(0, op.n, rows)]
+    step = op.weight_format.m or 1
+    per_slice = int(bank_bytes // (bytes_per_row * min(pe_cols, op.n) / op.k)) // step * step
+    if per_slice < step:
+        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one slice of {op.name}; increase it")
+    k_slice = _balanced(op.k, per_slice, step)
+    return [(min(pe_cols, op.n - first), min(k_slice, op.k - k0))
+            for first in range(0, op.n, pe_cols) for k0 in range(0, op.k, k_slice)]
+
+
+def _balanced(total: int, most: int, unit: int) -> int:
+    """Equal block size <= ``most`` (a multiple of ``unit`` when possible) covering ``total``."""
+    blocks = -(-total // most)
+    size = -(-total // blocks)
+    rounded = -(-size // unit) * unit
+    return rounded if rounded <= most else size
 
 
 def attention_tiles(op: Op, bank_bytes: int) -> list[Tile]:

@@ -1,0 +1,71 @@
+"""Whole-system checks against the analytic roofline (independent of the event model)."""
+
+import networkx as nx
+import pytest
+
+from tlmsim.config import validate_config
+from tlmsim.models.accelerator import Accelerator
+from tlmsim.workloads.formats import parse_format
+from tlmsim.workloads.graph import Sym
+from tlmsim.workloads.phases import Workload
+
+
+def lone_linear(out_features: int, in_features: int, spec: str) -> nx.DiGraph:
+    """A graph of one linear layer, as the extractor would describe it."""
+    fmt = parse_format(spec)
+    graph = nx.DiGraph()
+    graph.add_node("layers.0.proj", order=0, kind="linear", module="layers.0.proj", layer=0,
+                   in_features=in_features, out_features=out_features, rows=Sym(1, t_pow=1),
+                   weight_format=fmt.name, weight_nbytes=fmt.packed_nbytes(out_features, in_features))
+    return graph
+
+
+def _run_lone(flagship_raw, shape, spec, tokens):
+    cfg = validate_config(flagship_raw)
+    graph = lone_linear(*shape, spec)
+    acc = Accelerator(cfg, Workload(graph, 1, tokens, 0, 16))
+    (step,) = acc.run()
+    (op,) = step.ops
+    return op
+
+
+@pytest.mark.parametrize("shape", [(4096, 4096), (11008, 4096), (4096, 11008)])
+@pytest.mark.parametrize("spec", ["int4-2:4", "int4", "fp16"])
+@pytest.mark.parametrize("tokens", [1, 128])
+def test_lone_layer_with_double_buffering_is_within_15_percent_of_roofline(flagship_raw, shape, spec, tokens):
+    if spec == "fp16":
+        flagship_raw["placement"]["weights"] = ["hbm", "ddr"]
+    op = _run_lone(flagship_raw, shape, spec, tokens)
+    simulated = op.end_ps - op.start_ps
+    assert simulated >= op.bound_ps
+    assert simulated <= 1.15 * op.bound_ps, (op.bound_by, simulated / op.bound_ps)
+
+
+def test_single_buffering_exposes_memory_and_compute_in_series(flagship_raw):
+    """With one bank there is no overlap: the model must get slower, not stay at the bound."""
+    double = _run_lone(flagship_raw, (4096, 4096), "int4-2:4", 1)
+    flagship_raw["accelerator"]["weight_buffer"]["banks"] = 1
+    single = _run_lone(flagship_raw, (4096, 4096), "int4-2:4", 1)
+    assert (single.end_ps - single.start_ps) > 1.2 * (double.end_ps - double.start_ps)
+
+
+def test_every_op_of_a_small_model_run_respects_its_bound(flagship_raw, tiny_llama_graph):
+    flagship_raw["workload"].update(prefill_tokens=16, decode_tokens=3, batch=2)
+    cfg = validate_config(flagship_raw)
+    acc = Accelerator(cfg, Workload(tiny_llama_graph, 2, 16, 3, 16), keep_ops="all")
+    steps = acc.run()
+    ops = [op for s in steps for op in s.ops]
+    assert len(ops) == 4 * tiny_llama_graph.number_of_nodes()
+    for op in ops:
+        assert op.end_ps - op.start_ps >= op.bound_ps, op.name
+    for s in steps:
+        assert s.end_ps - s.start_ps >= max(s.demands_ps.values())
+
+
+def test_capacity_overflow_names_the_placement_field_and_the_fix(flagship_raw):
+    from tlmsim.errors import CapacityError
+
+    cfg = validate_config(flagship_raw)
+    graph = lone_linear(4096 * 64, 4096 * 8, "fp16")  # 17 GB of fp16 weights
+    with pytest.raises(CapacityError, match=r"placement\.weights.*add 'ddr' to placement\.weights"):
+        Accelerator(cfg, Workload(graph, 1, 1, 0, 16))
