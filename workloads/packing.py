@@ -20,12 +20,14 @@ of byte b // 8. So two INT4 codes share a byte, the first in the low nibble.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from tlmsim.workloads.formats import WeightFormat
+from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.quantization import QuantizedWeight
 
 SCALE_BITS = 16  # scales are stored as fp16
@@ -286,3 +288,50 @@ def _expand_groups(per_group: np.ndarray, group_size: int | None, kept_shape: tu
         return per_group.reshape(1, 1)
     rows, k = kept_shape
     return np.repeat(per_group.reshape(rows, -1), group_size, axis=1)[:, :k]
+
+
+# ---- storage table ----------------------------------------------------------------------
+
+LLAMA7B_SHAPES = ((4096, 4096), (11008, 4096), (4096, 11008))  # q/k/v/o, gate/up, down  [out, in]
+STORAGE_FORMATS = ("fp16", "int4", "int4-2:4", "int4-1:4", "int4-2:8", "ternary", "ternary-2:4")
+
+
+def storage_formats(specs=STORAGE_FORMATS, group_size: int = 128) -> list[WeightFormat]:
+    """The table's formats: each spec, plus a combinatorial-index variant of each N:M one."""
+    formats = []
+    for spec in specs:
+        fmt = parse_format(spec, group_size)
+        formats.append(fmt)
+        if fmt.sparse:
+            formats.append(dataclasses.replace(fmt, name=f"{spec} (comb. idx)", index_encoding="combinatorial"))
+    return formats
+
+
+def storage_table(formats: list[WeightFormat] | None = None, shapes=LLAMA7B_SHAPES, seed: int = 0) -> str:
+    """Markdown table of bytes per weight (values + indices + scales + zero points) measured
+    on real packed arrays of random weights, one layer per shape."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = {shape: torch.randn(shape, generator=generator) for shape in shapes}
+    header = "| format | " + " | ".join(f"{o}x{i} B/weight" for o, i in shapes) + " | bits/weight | vs fp16 |"
+    lines = [header, "|---" * (len(shapes) + 3) + "|"]
+    for fmt in formats or storage_formats():
+        spec = fmt.name
+        per_shape = [_measured_bytes(weights[s], fmt) / (s[0] * s[1]) for s in shapes]
+        mean = sum(b * s[0] * s[1] for b, s in zip(per_shape, shapes)) / sum(s[0] * s[1] for s in shapes)
+        cells = " | ".join(f"{b:.4f}" for b in per_shape)
+        lines.append(f"| {spec} | {cells} | {8 * mean:.3f} | {mean / 2:.3f} |")
+    return "\n".join(lines)
+
+
+def _measured_bytes(weight, fmt: WeightFormat) -> int:
+    """Real packed size of one compressed weight, checked against the format's formula."""
+    from tlmsim.workloads.compressed_model import compress_weight  # here: it imports this module
+
+    packed = pack_quantized(compress_weight(weight, fmt))
+    if packed.nbytes != fmt.packed_nbytes(*weight.shape):
+        raise AssertionError(f"{fmt.name}: packed {packed.nbytes} B, formula says {fmt.packed_nbytes(*weight.shape)} B")
+    return packed.nbytes
+
+
+if __name__ == "__main__":
+    print(storage_table())
