@@ -55,13 +55,13 @@ def test_rtl_matches_dense_golden(rtl_runs, name):
     assert not bad, f"{c.tag}: {len(bad)} mismatches, first: {bad[:5]}"
 
 
-@pytest.mark.parametrize("name", ["int4_4of8_acc20", "ternary_1of4_acc18"])
+@pytest.mark.parametrize("name", ["int4_4of8_acc25", "ternary_1of4_acc23"])
 def test_small_accumulators_do_wrap_in_the_stimulus(rtl_runs, name):
     c = rtl_runs.campaign(name, "stream")
     limit = 1 << (c.params.acc_bits - 1)
     exact = [x for t in c.batches for x in pe_stimulus.exact_results(t)]
     wrapped = sum(not -limit <= x < limit for x in exact)
-    assert wrapped >= 10, f"{c.tag}: only {wrapped} tiles exceed acc range; wrap-around untested"
+    assert wrapped >= len(exact) // 10, f"{c.tag}: only {wrapped} tiles exceed acc range; wrap-around untested"
 
 
 @pytest.mark.parametrize("name", NAMES)
