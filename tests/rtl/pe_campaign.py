@@ -49,7 +49,7 @@ class Campaign:
     def rtl_results(self, batch: int) -> np.ndarray:
         """RTL outputs of one batch, in the batch's tile order."""
         out = np.zeros(self.batches[batch].scales.shape[0], dtype=np.int64)
-        for (b, t), value in zip(self.order, self.observed["outputs"]):
+        for (b, t), value in zip(self.order, self.observed["outputs"], strict=True):
             if b == batch:
                 out[t] = value
         return out
@@ -92,4 +92,3 @@ class RtlRuns:
             stall = STALL_PROB if mode == "backpressure" else 0.0
             self._campaigns[key] = make_campaign(f"{name}_{mode}", self.built(name), seed, stall)
         return self._campaigns[key]
-

@@ -120,12 +120,14 @@ def pack_beats(p: PeParams, t: Tiles, tile: int, rng: np.random.Generator) -> li
         # off group ends the scale input is ignored: drive noise there
         noise = rng.integers(0, 1 << p.scale_bits)
         scale = t.scales[tile, b // t.group_beats] if group_last else noise
-        words.append([
-            pack_fields(t.acts[tile, b], p.act_bits),
-            pack_fields(t.codes[tile, b], p.code_bits),
-            pack_fields(t.indices[tile, b], p.index_bits),
-            int(scale) & ((1 << p.scale_bits) - 1),
-            int(group_last),
-            int(b == beats - 1),
-        ])
+        words.append(
+            [
+                pack_fields(t.acts[tile, b], p.act_bits),
+                pack_fields(t.codes[tile, b], p.code_bits),
+                pack_fields(t.indices[tile, b], p.index_bits),
+                int(scale) & ((1 << p.scale_bits) - 1),
+                int(group_last),
+                int(b == beats - 1),
+            ]
+        )
     return words
