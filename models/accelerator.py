@@ -81,6 +81,7 @@ class Accelerator:
         self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)
         pe_queue, vector_queue = simpy.Store(self.env), simpy.Store(self.env)
         self.program = Program(self.env, self.cfg, self.workload, self.placement)
+        self.program.check_fits()
         names = list(self.memories)
         self.weight_dma = Dma(ctx, "weight_dma", names, self.weight_buffer, self.program.weight_descriptors())
         self.kv_dma = Dma(ctx, "kv_dma", names, self.kv_buffer, self.program.kv_descriptors())

@@ -55,6 +55,12 @@ class Program:
         self._states: dict[int, list[OpState]] = {}
         self._tile_cache: dict[tuple, list[Tile]] = {}
 
+    def check_fits(self) -> None:
+        """Tile the first and last steps now, so a buffer too small fails before simulating."""
+        for step in {self.steps[0], self.steps[-1]}:
+            for op in self.workload.ops(step):
+                self.tiles(op)
+
     def state(self, index: int) -> list[OpState]:
         """Op states of step ``index`` (created on first use)."""
         if index not in self._states:
@@ -83,7 +89,9 @@ class Program:
         acc = self.cfg.accelerator
         if op.kind == "linear":
             chunk = token_chunk(op, int(acc.activation_buffer.capacity_kib * 1024), self.cfg.workload.activation_bits)
-            return linear_tiles(op, acc.weight_buffer.bank_bytes, acc.pe_array.cols, chunk)
+            pe = acc.pe_array
+            one_beat = pe.lanes * (op.weight_format.m if op.weight_format.sparse else pe.n)
+            return linear_tiles(op, acc.weight_buffer.bank_bytes, pe.cols, chunk, one_beat)
         if op.kind == "attn_matmul" and op.operand_bytes:
             return attention_tiles(op, acc.kv_buffer.bank_bytes)
         return []

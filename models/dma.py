@@ -51,11 +51,9 @@ class Dma(Component):
             if desc.wait_for is not None and not desc.wait_for.processed:
                 yield from self.wait(desc.wait_for, "waiting for dependency", desc.label)
             yield from self._reserve_bank(desc.label)
-            ready = self.env.event()
-            self.buffer.fill(ready, desc.nbytes)
             if desc.on_issue is not None:
                 desc.on_issue(self.env.now)
-            self.env.process(self._read(desc, ready))
+            self.buffer.fill(self._read(desc), desc.nbytes)
 
     def _reserve_bank(self, label: str):
         # Waiting while reads are still in flight is not a stall: the DMA is busy then.
@@ -64,20 +62,21 @@ class Dma(Component):
         if self.in_flight == 0:
             self.record("stall:buffer full", max(start, self.idle_since), self.env.now, label)
 
-    def _read(self, desc: Descriptor, ready: simpy.Event):
+    def _read(self, desc: Descriptor) -> simpy.Event:
+        """Issue the read; the returned event fires with the payload when the data is in."""
         self._begin()
         txn = Transaction(Command.READ, desc.addr, desc.nbytes, self.name, desc.label, self.env.now)
-        yield from self.ports[desc.memory].transport(txn)
         self.stats.add_count(self.ctx.phase, "bytes", desc.nbytes)
-        self._end()
-        ready.succeed(desc.payload)
+        arrived = self.ports[desc.memory].request(txn, value=desc.payload)
+        arrived.callbacks.append(self._end)
+        return arrived
 
     def _begin(self) -> None:
         if self.in_flight == 0:
             self.busy_since = self.env.now
         self.in_flight += 1
 
-    def _end(self) -> None:
+    def _end(self, _event=None) -> None:
         self.in_flight -= 1
         if self.in_flight == 0:
             self.idle_since = self.env.now

@@ -31,19 +31,24 @@ class Memory(Component):
         self.channel_gbps = cfg.bandwidth_gbps / cfg.channels
         self.latency_ps = ns_to_ps(cfg.latency_ns)
         self.channel_free_ps = [0] * cfg.channels
-        self.target = TargetPort(name, Transaction, self.transport)
+        self.target = TargetPort(name, Transaction, self.transport, self.request)
 
     def transport(self, txn: Transaction):
-        """Serve ``txn``; returns its completion time in ps."""
+        """Blocking transport: serve ``txn``; returns its completion time in ps."""
+        done = yield self.request(txn)
+        return done
+
+    def request(self, txn: Transaction, value=None):
+        """Non-blocking transport: reserve the channels now; the returned event fires at
+        completion with ``value`` (default: the completion time). One event per request."""
         if txn.addr + txn.nbytes > self.cfg.capacity_bytes:
             raise ValueError(f"{self.name}: access [{txn.addr}, {txn.addr + txn.nbytes}) beyond capacity")
         start = self.env.now
         done = self.schedule(txn)
-        yield self.env.timeout(done - start)
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
         self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
                               bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
-        return done
+        return self.env.timeout(done - start, value=done if value is None else value)
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""

@@ -39,9 +39,9 @@ def token_chunk(op: Op, activation_bytes: int, act_bits: int) -> int:
     return min(chunk, op.rows)
 
 
-def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int) -> list[Tile]:
+def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int, min_k: int) -> list[Tile]:
     """Tiles of a linear layer: for each token chunk, the weights in bank-sized blocks."""
-    blocks = weight_blocks(op, bank_bytes, pe_cols)
+    blocks = weight_blocks(op, bank_bytes, pe_cols, min_k)
     tiles = []
     for chunk_start in range(0, op.rows, rows_per_chunk):
         chunk = min(rows_per_chunk, op.rows - chunk_start)
@@ -54,13 +54,14 @@ def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int) -> 
     return tiles
 
 
-def weight_blocks(op: Op, bank_bytes: int, pe_cols: int) -> list[tuple[int, int]]:
+def weight_blocks(op: Op, bank_bytes: int, pe_cols: int, min_k: int) -> list[tuple[int, int]]:
     """(output rows, inputs) of each weight tile, in streaming order.
 
     Tiles hold whole rows when at least ``pe_cols`` rows fit a bank (no column of the
     array idles); otherwise ``pe_cols`` rows are split along k and the PEs keep their
     partial sums between the k-slices (output-stationary). Row blocks are balanced so
-    the last tile is not a tiny one whose compute would be exposed at the end.
+    the last tile is not a tiny one whose compute would be exposed at the end. A
+    k-slice shorter than ``min_k`` (one PE beat of inputs) is not a useful tile.
     """
     bytes_per_row = op.operand_bytes / op.n
     fit = int(bank_bytes // bytes_per_row)
@@ -69,8 +70,10 @@ def weight_blocks(op: Op, bank_bytes: int, pe_cols: int) -> list[tuple[int, int]
         return [(min(rows, op.n - first), op.k) for first in range(0, op.n, rows)]
     step = op.weight_format.m or 1
     per_slice = int(bank_bytes // (bytes_per_row * min(pe_cols, op.n) / op.k)) // step * step
-    if per_slice < step:
-        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one slice of {op.name}; increase it")
+    if per_slice < min(min_k, op.k):
+        need = bytes_per_row * min(pe_cols, op.n) * min(min_k, op.k) / op.k / 1024
+        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one tile of {op.name} "
+                          f"({min(pe_cols, op.n)} rows x {min(min_k, op.k)} inputs need {need:.1f} KiB); increase it")
     k_slice = _balanced(op.k, per_slice, step)
     return [(min(pe_cols, op.n - first), min(k_slice, op.k - k0))
             for first in range(0, op.n, pe_cols) for k0 in range(0, op.k, k_slice)]

@@ -76,8 +76,14 @@ def _phase(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "demand_s": {k: ps_to_s(v) for k, v in sorted(demands.items())},
         "bytes_by_memory": moved,
         "utilisation": utilisation,
-        "bounding_component": max(utilisation, key=lambda c: utilisation[c]["busy"]),
+        "bounding_component": _bounding(acc, utilisation),
     }
+
+
+def _bounding(acc: Accelerator, utilisation: dict) -> str:
+    """The busiest throughput resource (DMAs only wait on memories, buffers on others)."""
+    resources = [*acc.memories, "decoder", "pe_array", "vector_unit"]
+    return max(resources, key=lambda c: utilisation[c]["busy"])
 
 
 def _utilisation(acc: Accelerator, phase: str, duration: int) -> dict:

@@ -1,0 +1,42 @@
+"""System-level claims of the foundation: format ordering and bandwidth bounds in decode."""
+
+import pytest
+
+from tlmsim.config import load_config
+from tlmsim.simulate import simulate
+
+from conftest import ROOT
+
+SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=3"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    names = {"sparse": "u280_llama7b", "int4": "u280_llama7b_int4_dense", "fp16": "u280_llama7b_fp16"}
+    return {k: simulate(load_config(ROOT / "configs" / f"{v}.yaml", SHORT))[0] for k, v in names.items()}
+
+
+def test_decode_speed_orders_sparse_int4_then_dense_int4_then_fp16(results):
+    rate = {k: r["phases"]["decode"]["tokens_per_s"] for k, r in results.items()}
+    assert rate["sparse"] > rate["int4"] > rate["fp16"]
+
+
+def test_the_reason_is_bytes_moved_per_token(results):
+    moved = {k: sum(r["phases"]["decode"]["bytes_per_step"].values()) for k, r in results.items()}
+    assert moved["sparse"] < moved["int4"] < moved["fp16"]
+    for r in results.values():
+        assert r["phases"]["decode"]["bounding_component"] in ("hbm", "ddr")
+
+
+def test_decode_never_beats_bandwidth_over_bytes_per_token(results):
+    for r in results.values():
+        dec = r["phases"]["decode"]
+        assert dec["tokens_per_s"] <= dec["bandwidth_bound_tokens_per_s"]
+        cfg = r["config"]
+        independent = min(cfg["memory"][m]["bandwidth_gbps"] * 1e9 / b for m, b in dec["bytes_per_step"].items())
+        assert dec["tokens_per_s"] <= independent * cfg["workload"]["batch"]
+
+
+def test_fp16_weights_spill_to_ddr_as_placed(results):
+    placed = results["fp16"]["weights"]["allocated_bytes_by_memory"]
+    assert placed["ddr"] > 0 and placed["hbm"] <= 8 * 2**30
