@@ -1,28 +1,16 @@
 """Whole-system checks against the analytic roofline (independent of the event model)."""
 
-import networkx as nx
 import pytest
 
 from tlmsim.config import validate_config
 from tlmsim.models.accelerator import Accelerator
-from tlmsim.workloads.formats import parse_format
-from tlmsim.workloads.graph import Sym
 from tlmsim.workloads.phases import Workload
-
-
-def lone_linear(out_features: int, in_features: int, spec: str) -> nx.DiGraph:
-    """A graph of one linear layer, as the extractor would describe it."""
-    fmt = parse_format(spec)
-    graph = nx.DiGraph()
-    graph.add_node("layers.0.proj", order=0, kind="linear", module="layers.0.proj", layer=0,
-                   in_features=in_features, out_features=out_features, rows=Sym(1, t_pow=1),
-                   weight_format=fmt.name, weight_nbytes=fmt.packed_nbytes(out_features, in_features))
-    return graph
+from tlmsim.workloads.synthetic import single_linear
 
 
 def _run_lone(flagship_raw, shape, spec, tokens):
     cfg = validate_config(flagship_raw)
-    graph = lone_linear(*shape, spec)
+    graph = single_linear(*shape, spec)
     acc = Accelerator(cfg, Workload(graph, 1, tokens, 0, 16))
     (step,) = acc.run()
     (op,) = step.ops
@@ -66,6 +54,6 @@ def test_capacity_overflow_names_the_placement_field_and_the_fix(flagship_raw):
     from tlmsim.errors import CapacityError
 
     cfg = validate_config(flagship_raw)
-    graph = lone_linear(4096 * 64, 4096 * 8, "fp16")  # 17 GB of fp16 weights
+    graph = single_linear(4096 * 64, 4096 * 8, "fp16")  # 17 GB of fp16 weights
     with pytest.raises(CapacityError, match=r"placement\.weights.*add 'ddr' to placement\.weights"):
         Accelerator(cfg, Workload(graph, 1, 1, 0, 16))

@@ -1,0 +1,73 @@
+"""Benchmark the flagship run: wall time, events, simulated/wall ratio, peak memory.
+
+    python bench/bench_flagship.py [CONFIG] [--repeat N] [--set field=value ...]
+
+Prints ratios, not pass/fail: compare before/after a change on the same machine.
+The layer-graph cache is warmed first so the numbers measure the simulator itself;
+the cold extraction time is printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import time
+
+from tlmsim.config import load_config
+from tlmsim.models.accelerator import Accelerator
+from tlmsim.simulate import build_workload, summarize
+
+
+def main() -> None:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="configs/u280_llama7b.yaml")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    cfg = load_config(args.config, args.overrides)
+
+    start = time.perf_counter()
+    workload = build_workload(cfg)  # extracts (or loads the cached) layer graph
+    graph_s = time.perf_counter() - start
+
+    walls, events = [], 0
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        acc = Accelerator(cfg, workload)
+        counted = _count_events(acc)
+        steps = acc.run()
+        result = summarize(cfg, acc, steps)
+        walls.append(time.perf_counter() - start)
+        events = counted()
+    simulated_s = sum(p["time_s"] for p in result["phases"].values())
+    wall = statistics.median(walls)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"config: {args.config} {' '.join(args.overrides)}")
+    print(f"steps: {len(steps)} (prefill {cfg.workload.prefill_tokens} tokens, decode {cfg.workload.decode_tokens})")
+    print(f"layer graph load: {graph_s:.2f} s (cached after the first run)")
+    print(f"simulation wall: median {wall:.2f} s of {args.repeat} (min {min(walls):.2f}, max {max(walls):.2f})")
+    print(f"events: {events:,}  ->  {events / wall:,.0f} events/s")
+    print(f"simulated time: {simulated_s * 1e3:.2f} ms  ->  simulated/wall = {simulated_s / wall:.2e}")
+    print(f"peak memory (RSS): {peak_mib:.0f} MiB")
+
+
+def _count_events(acc: Accelerator):
+    """Count SimPy events processed by wrapping ``env.step``."""
+    env, count = acc.env, [0]
+    step = env.step
+
+    def counting_step():
+        count[0] += 1
+        step()
+
+    env.step = counting_step
+    return lambda: count[0]
+
+
+if __name__ == "__main__":
+    main()
