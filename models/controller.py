@@ -16,6 +16,7 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import Config
+from tlmsim.errors import ConfigError
 from tlmsim.models.dma import Descriptor
 from tlmsim.models.pe_array import PeCommand
 from tlmsim.models.placement import Placement
@@ -57,8 +58,13 @@ class Program:
 
     def check_fits(self) -> None:
         """Tile the first and last steps now, so a buffer too small fails before simulating."""
+        pe = self.cfg.accelerator.pe_array
         for step in {self.steps[0], self.steps[-1]}:
             for op in self.workload.ops(step):
+                fmt = op.weight_format
+                if fmt is not None and fmt.sparse and (fmt.n, fmt.m) != (pe.n, pe.m):
+                    raise ConfigError(f"{op.name} is stored {fmt.n}:{fmt.m} sparse but the PE array is built for "
+                                      f"{pe.n}:{pe.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}")
                 self.tiles(op)
 
     def state(self, index: int) -> list[OpState]:

@@ -1,8 +1,10 @@
 """The README's commands are the ones CI runs."""
 
+from pathlib import Path
+
 import re
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _code_lines():

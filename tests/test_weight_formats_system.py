@@ -1,11 +1,13 @@
 """System-level claims of the foundation: format ordering and bandwidth bounds in decode."""
 
+from pathlib import Path
+
 import pytest
 
 from tlmsim.config import load_config
 from tlmsim.simulate import simulate
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=3"]
 

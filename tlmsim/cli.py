@@ -54,7 +54,61 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config field, e.g. --set workload.decode_tokens=64 (repeatable)")
     run.add_argument("--model", help="use this model directory (e.g. from tlmsim compress) as workload.model")
     run.set_defaults(handler=_run)
+
+    comp = sub.add_parser("compress", help="prune + quantize a local HF model into a directory tlmsim can simulate",
+                          description="Write DIR with the compressed model (loadable by transformers), "
+                                      "packed.safetensors (the accelerator's bit layout) and manifest.json.")
+    comp.add_argument("model_dir", type=Path, help="local HF causal LM directory (config.json + weights)")
+    comp.add_argument("--nm", help="N:M sparsity along the input dimension, e.g. 2:4 (default: dense)")
+    comp.add_argument("--bits", choices=["4", "8", "16", "ternary"], default="4",
+                      help="4/8: group-quantized INT; 16: fp16; ternary: BitNet b1.58 (default 4)")
+    comp.add_argument("--group-size", type=int, default=128, help="kept weights per INT scale (default 128)")
+    comp.add_argument("--criterion", choices=["magnitude", "wanda"], default="magnitude",
+                      help="pruning criterion (wanda calibrates on the shipped corpus)")
+    comp.add_argument("--out", type=Path, required=True, help="output directory")
+    comp.set_defaults(handler=_compress)
+
+    tiny = sub.add_parser("tiny-model", help="build the small local LLaMA used by tests and the demo",
+                          description="Create a ~0.4M-parameter LLaMA with a byte tokenizer (fixed seed), "
+                                      "optionally trained briefly on the shipped corpus, and save it to DIR.")
+    tiny.add_argument("out", type=Path, help="output directory")
+    tiny.add_argument("--train-steps", type=int, default=0, help="training steps on the shipped corpus (default 0)")
+    tiny.set_defaults(handler=_tiny_model)
     return parser
+
+
+def _format_spec(bits: str, nm: str | None) -> str:
+    base = {"4": "int4", "8": "int8", "16": "fp16", "ternary": "ternary"}[bits]
+    return f"{base}-{nm}" if nm else base
+
+
+def _compress(args) -> int:
+    from tlmsim.output import atomic_dir
+    from tlmsim.workloads.compressed_model import compress_model
+    from tlmsim.workloads.formats import parse_format
+
+    if not (args.model_dir / "config.json").is_file():
+        raise UserError(f"{args.model_dir} has no config.json; pass a local Hugging Face model directory")
+    try:
+        fmt = parse_format(_format_spec(args.bits, args.nm), args.group_size)
+    except ValueError as err:
+        raise UserError(f"--nm/--bits: {err}") from None
+    with atomic_dir(args.out) as tmp:
+        records = compress_model(args.model_dir, fmt, tmp, criterion=args.criterion)
+    total = sum(r.packed_nbytes for r in records.values())
+    print(f"compressed {len(records)} linear layers to {fmt.name}: {total / 1e6:.3f} MB packed -> {args.out}/")
+    return 0
+
+
+def _tiny_model(args) -> int:
+    from tlmsim.output import atomic_dir
+    from tlmsim.workloads.perplexity import load_corpus
+    from tlmsim.workloads.tiny_model import build_tiny_model
+
+    with atomic_dir(args.out) as tmp:
+        build_tiny_model(tmp, train_text=load_corpus() if args.train_steps else None, steps=args.train_steps)
+    print(f"tiny LLaMA written to {args.out}/")
+    return 0
 
 
 def _run(args) -> int:
@@ -100,6 +154,10 @@ def _write(out: Path, cfg, result: dict, accelerator) -> None:
     })
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.3f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.3f} MB"
+
+
 def format_summary(result: dict, out: Path | None = None) -> str:
     """The short text summary printed after a run."""
     pre, dec = result["phases"]["prefill"], result["phases"].get("decode")
@@ -110,7 +168,7 @@ def format_summary(result: dict, out: Path | None = None) -> str:
         lines.append(f"  decode : {dec['tokens_per_s']:9.2f} tokens/s  ({dec['ms_per_token']:.3f} ms/token; "
                      f"memory-bandwidth bound {dec['bandwidth_bound_tokens_per_s']:.2f} tokens/s; "
                      f"bound by {dec['bounding_component']})")
-    lines.append(f"  weights: {result['weights']['total_bytes'] / 1e9:.3f} GB "
+    lines.append(f"  weights: {_size(result['weights']['total_bytes'])} "
                  f"({', '.join(result['weights']['bytes_by_format'])})")
     lines.append("  busy fraction   " + "".join(f"{p:>10}" for p in result["phases"]))
     for comp in summary_components(result):

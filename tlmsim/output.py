@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,16 +15,23 @@ from tlmsim.errors import UserError
 
 def write_result_dir(out: Path, writers: dict[str, Callable[[Path], None]]) -> None:
     """Create ``out`` with one file per writer, via a temporary sibling and a rename."""
+    with atomic_dir(out) as tmp:
+        for name, write in writers.items():
+            write(tmp / name)
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path):
+    """Yield a temporary sibling of ``out``; on success it becomes ``out``, on failure it vanishes."""
     out = Path(out)
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
     except OSError as err:
-        raise UserError(f"cannot write results under {parent} ({err.strerror}); choose another --out") from None
+        raise UserError(f"cannot write under {parent} ({err.strerror}); choose another --out") from None
     try:
-        for name, write in writers.items():
-            write(tmp / name)
+        yield tmp
         tmp.chmod(0o755)  # mkdtemp makes it private
         _replace(tmp, out)
     except BaseException:

@@ -1,5 +1,7 @@
 """The tlmsim command: results on success; one line, exit 2 and no output on user errors."""
 
+from pathlib import Path
+
 import json
 import subprocess
 import sys
@@ -8,7 +10,7 @@ import pytest
 
 from tlmsim.cli import main
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 FLAGSHIP = str(ROOT / "configs" / "u280_llama7b.yaml")
 FAST = ["--set", "workload.prefill_tokens=8", "--set", "workload.decode_tokens=2"]

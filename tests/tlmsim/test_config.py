@@ -1,12 +1,14 @@
 """Config loading: valid configs load; every mistake names the field and the fix."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from tlmsim.config import load_config, validate_config
 from tlmsim.errors import ConfigError
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["u280_llama7b", "u280_llama7b_int4_dense", "u280_llama7b_fp16"])
