@@ -74,7 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("out", type=Path, help="output directory")
     tiny.add_argument("--train-steps", type=int, default=0, help="training steps on the shipped corpus (default 0)")
     tiny.set_defaults(handler=_tiny_model)
+
+    rtl = sub.add_parser("rtl-check", help="cross-check the Verilog PE against the Python PE model (needs a checkout)",
+                         description="Lint rtl/nm_pe.v and run the cocotb + Verilator cross-check (tests/rtl, "
+                                     "marker 'rtl'); extra arguments go to pytest.")
+    rtl.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    rtl.set_defaults(handler=_rtl_check)
     return parser
+
+
+def _rtl_check(args) -> int:
+    import subprocess
+
+    tests = Path(__file__).resolve().parents[1] / "tests" / "rtl"
+    if not tests.is_dir():
+        raise UserError(f"{tests} not found: rtl-check runs from a source checkout (pip install -e .)")
+    return subprocess.call([sys.executable, "-m", "pytest", "-m", "rtl", str(tests), *args.pytest_args])
 
 
 def _format_spec(bits: str, nm: str | None) -> str:
