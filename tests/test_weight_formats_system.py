@@ -42,3 +42,13 @@ def test_decode_never_beats_bandwidth_over_bytes_per_token(results):
 def test_fp16_weights_spill_to_ddr_as_placed(results):
     placed = results["fp16"]["weights"]["allocated_bytes_by_memory"]
     assert placed["ddr"] > 0 and placed["hbm"] <= 8 * 2**30
+
+
+def test_result_reports_exact_storage_per_weight(results):
+    table = results["sparse"]["weights"]["storage_bytes_per_weight"]
+    # 2:4 INT4 per 4096-input row: 2048 kept x (4 value + 2 index bits) = 1536 B + 16 fp16 scales = 32 B
+    assert table["int4-2:4"] == (1536 + 32) / 4096
+    assert table["fp16"] == 2.0
+    assert table["fp16"] > table["int4"] > table["int4-2:4"] > table["int4-2:8"] > table["int4-1:4"]
+    # 2-bit ternary values plus 2-bit indices: 2:4 saves nothing over dense ternary
+    assert table["ternary-2:4"] == table["ternary"]

@@ -112,7 +112,26 @@ def _weights(acc: Accelerator) -> dict:
         if data["kind"] == "linear":
             formats[data["weight_format"]] = formats.get(data["weight_format"], 0) + data["weight_nbytes"]
     placed = {m: acc.placement.bytes_in(m) for m in acc.memories}
-    return {"bytes_by_format": formats, "total_bytes": sum(formats.values()), "allocated_bytes_by_memory": placed}
+    return {"bytes_by_format": formats, "total_bytes": sum(formats.values()), "allocated_bytes_by_memory": placed,
+            "storage_bytes_per_weight": storage_per_weight(graph, acc.cfg.workload.group_size)}
+
+
+def storage_per_weight(graph: nx.DiGraph, group_size: int) -> dict[str, float]:
+    """Bytes per dense weight (values + indices + scales) of the decoder-layer linears in
+    each storage format: the exact packed layout size, which tests check equals the
+    length of real packed arrays (tests/workloads/test_packing.py)."""
+    from tlmsim.workloads.formats import parse_format
+    from tlmsim.workloads.packing import STORAGE_FORMATS
+
+    shapes = [(d["out_features"], d["in_features"]) for _, d in graph.nodes(data=True)
+              if d["kind"] == "linear" and d["layer"] is not None]
+    dense = sum(o * i for o, i in shapes)
+    table = {}
+    for spec in STORAGE_FORMATS:
+        fmt = parse_format(spec, group_size)
+        if all(i % (fmt.m or 1) == 0 for _, i in shapes):
+            table[spec] = sum(fmt.packed_nbytes(o, i) for o, i in shapes) / dense
+    return table
 
 
 def _op(rec) -> dict:
