@@ -18,6 +18,7 @@ tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import simpy
@@ -82,6 +83,7 @@ class PeArray(Component):
             self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
             self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019  (a handful of formats per run)
     def pe_params(self, fmt: WeightFormat) -> PeParams:
         """The PE configuration that runs ``fmt`` (dense formats: n = m)."""
         ternary = fmt.encoding == "ternary"
