@@ -37,7 +37,11 @@ def load_hf_config(model: str):
         data = json.loads((SHIPPED / f"{model}.json").read_text())
         return AutoConfig.for_model(**data)
     if path.is_dir() and (path / "config.json").is_file():
-        return AutoConfig.from_pretrained(path, local_files_only=True)
+        try:
+            return AutoConfig.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"workload.model {model}: config.json cannot be read ({err}); "
+                              f"fix or regenerate the model directory") from None
     raise ConfigError(f"workload.model '{model}' is neither a shipped model ({', '.join(shipped_models())}) "
                       f"nor a directory with config.json; fix the name or path")
 
@@ -103,7 +107,10 @@ def _manifest(model: str):
         return None
     from tlmsim.workloads.compressed_model import load_manifest
 
-    return load_manifest(path)
+    try:
+        return load_manifest(path)
+    except ValueError as err:  # missing/corrupt files, shape mismatch: the user's to fix
+        raise ConfigError(f"workload.model {model}: {err}") from None
 
 
 def manifest_weight_info(manifest: dict, name: str, out_features: int, in_features: int) -> tuple[str, int]:
