@@ -103,6 +103,9 @@ def _cache_key(hf_config, model: str, *formats) -> str:
 
 def _manifest(model: str):
     path = Path(model)
+    if (path / "packed.safetensors").is_file() and not (path / "manifest.json").is_file():
+        raise ConfigError(f"workload.model {model} has packed.safetensors but no manifest.json; "
+                          f"recompress it with tlmsim compress")
     if not (path.is_dir() and (path / "manifest.json").is_file()):
         return None
     from tlmsim.workloads.compressed_model import load_manifest
