@@ -1,0 +1,161 @@
+"""Weight-format studies: one command regenerates each table (docs/studies.md).
+
+    python -m tlmsim.study configs/studies/matmul_4096.yaml [--out DIR]
+
+A study file names a base config, the formats to compare and the jobs (a single
+matmul, or LLaMA decode/prefill). Every format runs on the same silicon budget: the
+PE array keeps its multipliers (n x lanes per PE) and is rebuilt for the format's
+N:M pattern, as an N:M accelerator generator would. Results are deterministic, so two
+runs write identical tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field
+
+from tlmsim.config import Strict, load_config
+from tlmsim.errors import ConfigError, UserError
+from tlmsim.output import atomic_dir
+from tlmsim.simulate import simulate
+from tlmsim.workloads.formats import parse_format
+from tlmsim.workloads.synthetic import single_linear
+
+
+class StudyConfig(Strict):
+    """A study: a base config, formats to compare, and what to run."""
+
+    name: str
+    base: str = Field(description="config the study starts from, relative to the study file")
+    kind: Literal["matmul", "model"]
+    formats: list[str] = Field(min_length=1)
+    shape: tuple[int, int] = (4096, 4096)  # matmul: out x in
+    batches: list[int] = [1]  # matmul: activation rows
+    prefill_tokens: list[int] = [128]  # model: prompt lengths
+    decode_tokens: int = 8  # model: generated tokens per run
+    overrides: list[str] = []  # applied to every run
+
+
+def format_overrides(base_cfg, spec: str) -> list[str]:
+    """Rebuild the PE array for ``spec`` keeping its multiplier count (n x lanes)."""
+    pe = base_cfg.accelerator.pe_array
+    fmt = parse_format(spec)
+    multipliers = pe.n * pe.lanes
+    out = [f"workload.weight_format={spec}"]
+    if fmt.sparse:
+        if multipliers % fmt.n:
+            raise ConfigError(f"{spec}: {multipliers} multipliers per PE cannot be split into groups of {fmt.n}")
+        out += [f"accelerator.pe_array.n={fmt.n}", f"accelerator.pe_array.m={fmt.m}",
+                f"accelerator.pe_array.lanes={multipliers // fmt.n}"]
+    return out
+
+
+def run_study(path: Path) -> list[dict]:
+    """All rows of one study."""
+    study = _load(path)
+    base_path = (path.parent / study.base).resolve()
+    rows = []
+    for spec in study.formats:
+        base = load_config(base_path, study.overrides)
+        overrides = study.overrides + format_overrides(base, spec)
+        rows += _matmul_rows(study, base_path, spec, overrides) if study.kind == "matmul" else \
+            _model_rows(study, base_path, spec, overrides)
+    _add_speedups(rows)
+    return rows
+
+
+def _matmul_rows(study: StudyConfig, base_path: Path, spec: str, overrides: list[str]) -> list[dict]:
+    rows = []
+    for batch in study.batches:
+        cfg = load_config(base_path, overrides + [f"workload.batch={batch}", "workload.prefill_tokens=1",
+                                                  "workload.decode_tokens=0"])
+        result, _ = simulate(cfg, graph=single_linear(*study.shape, spec, cfg.workload.group_size))
+        (op,) = result["ops"]
+        util = result["phases"]["prefill"]["utilisation"]
+        rows.append({"format": spec, "batch": batch, "weight_bytes": result["weights"]["total_bytes"],
+                     "latency_us": op["time_s"] * 1e6, "roofline_us": op["roofline_s"] * 1e6,
+                     "bound_by": op["bound_by"], "pe_busy": util["pe_array"]["busy"],
+                     "memory_busy": max(util[m]["busy"] for m in cfg.memory)})
+    return rows
+
+
+def _model_rows(study: StudyConfig, base_path: Path, spec: str, overrides: list[str]) -> list[dict]:
+    rows = []
+    for prompt in study.prefill_tokens:
+        cfg = load_config(base_path, overrides + [f"workload.prefill_tokens={prompt}",
+                                                  f"workload.decode_tokens={study.decode_tokens}"])
+        result, _ = simulate(cfg)
+        pre, dec = result["phases"]["prefill"], result["phases"]["decode"]
+        rows.append({"format": spec, "prompt": prompt, "weight_bytes": result["weights"]["total_bytes"],
+                     "prefill_ms": pre["time_s"] * 1e3, "prefill_bound_by": pre["bounding_component"],
+                     "decode_tokens_per_s": dec["tokens_per_s"], "ms_per_token": dec["ms_per_token"],
+                     "decode_bytes_per_token": sum(dec["bytes_per_step"].values()) / cfg.workload.batch,
+                     "decode_bound_by": dec["bounding_component"],
+                     "decode_bw_bound_tokens_per_s": dec["bandwidth_bound_tokens_per_s"]})
+    return rows
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    """Speedup of each row over INT4 dense and fp16 in the same job."""
+    key = "latency_us" if "latency_us" in rows[0] else "ms_per_token"
+    job = "batch" if "batch" in rows[0] else "prompt"
+    for row in rows:
+        same_job = {r["format"]: r[key] for r in rows if r[job] == row[job]}
+        for ref in ("int4", "fp16"):
+            if ref in same_job:
+                row[f"speedup_vs_{ref}"] = same_job[ref] / row[key]
+
+
+def _load(path: Path) -> StudyConfig:
+    if not path.is_file():
+        raise ConfigError(f"study file {path} not found; see configs/studies/")
+    try:
+        return StudyConfig.model_validate(yaml.safe_load(path.read_text()))
+    except Exception as err:  # pydantic or YAML: one line for the user
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]} ({str(err).splitlines()[-1].strip()})") from None
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table with rounded numbers."""
+    cols = list(rows[0])
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a study file and write study.csv and study.md."""
+    parser = argparse.ArgumentParser(prog="python -m tlmsim.study", description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        rows = run_study(args.study)
+        out = args.out or Path("results") / "studies" / args.study.stem
+        with atomic_dir(out) as tmp:
+            with open(tmp / "study.csv", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            (tmp / "study.md").write_text(markdown(rows) + "\n")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
