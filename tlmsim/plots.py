@@ -1,10 +1,12 @@
-"""Timeline plots drawn from recorded trace slices (never from live simulator state).
+"""Timelines and sweep plots drawn from recorded results (never from live simulator state).
 
 This is the only module that imports matplotlib.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,43 +15,180 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from tlmsim.trace import Slice  # noqa: E402
+from tlmsim.trace import Counter, Slice, bandwidth_series, component_order  # noqa: E402
 
-LANE_ORDER = ["hbm", "ddr", "weight_dma", "kv_dma", "decoder", "pe_array", "vector_unit", "controller"]
+IDLE = "#eceff1"
 STATE_COLOURS = {"busy": "#2e7d32", "stall:waiting for operands": "#c62828", "stall:waiting for decoder": "#ef6c00",
-                 "stall:buffer full": "#6a1b9a", "stall:back-pressure from PEs": "#8e24aa",
-                 "stall:waiting for dependency": "#90a4ae"}
+                 "stall:buffer full": "#6a1b9a", "stall:back-pressure from PEs": "#f9a825",
+                 "stall:waiting for dependency": "#78909c", "idle": IDLE}
+OTHER = ["#1565c0", "#00838f", "#ad1457", "#4e342e"]
+BOUND_COLOURS = {"hbm": "#1565c0", "ddr": "#00838f", "decoder": "#ef6c00", "pe_array": "#2e7d32",
+                 "vector_unit": "#ad1457"}
 
 
-def timeline(slices: list[Slice], start_ps: int, end_ps: int, path: Path, title: str) -> None:
-    """Gantt chart of every component's busy/stall intervals in [start_ps, end_ps]."""
-    window = [s for s in slices if s.end_ps > start_ps and s.start_ps < end_ps]
-    tracks = sorted({s.track for s in window}, key=_lane_key)
-    fig, ax = plt.subplots(figsize=(12, 0.55 * len(tracks) + 1.8))
-    for y, track in enumerate(tracks):
-        for state, bars in _bars(window, track, start_ps, end_ps).items():
-            ax.broken_barh(bars, (y - 0.35, 0.7), facecolors=STATE_COLOURS.get(state, "#1565c0"), linewidth=0)
-    ax.set_yticks(range(len(tracks)), tracks)
-    ax.invert_yaxis()
-    ax.set_xlim(0, (end_ps - start_ps) / 1e6)
-    ax.set_xlabel("time since window start (µs)")
-    ax.set_title(title)
-    used = sorted({s.state for s in window})
-    ax.legend(handles=[Patch(color=STATE_COLOURS.get(s, "#1565c0"), label=s) for s in used],
-              loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(4, len(used)), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def colour(state: str) -> str:
+    """Fill colour of a state (unknown stall reasons get a stable spare colour)."""
+    return STATE_COLOURS.get(state) or OTHER[sum(map(ord, state)) % len(OTHER)]
+
+
+def _save(fig, paths: Sequence[Path]) -> None:
+    for path in paths:
+        fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _lane_key(track: str) -> tuple[int, str]:
-    return (LANE_ORDER.index(track) if track in LANE_ORDER else len(LANE_ORDER), track)
+# ---------------------------------------------------------------- timeline
 
 
-def _bars(window: list[Slice], track: str, start_ps: int, end_ps: int) -> dict[str, list[tuple[float, float]]]:
+def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps: int, paths: Sequence[Path],
+             title: str, utilisation: dict[str, dict[str, float]], memories: dict[str, float] | None = None,
+             lanes: list[str] | None = None) -> None:
+    """Gantt lanes (busy/stall/idle) of every component in [start_ps, end_ps] plus a
+    utilisation bar each. Memory lanes show requests in flight and, as a black line, the
+    delivered bandwidth as a fraction of peak; buffer lanes show banks in use."""
+    memories = memories or {}
+    window = [s for s in slices if s.end_ps > start_ps and s.start_ps < end_ps]
+    occupancy = {c.track.split(" ", 1)[0]: c.track for c in counters}
+    names = lanes or sorted({s.track for s in slices} | set(occupancy) | set(memories), key=component_order)
+    scale, unit = _time_unit(end_ps - start_ps)
+    fig, (ax, bar) = plt.subplots(1, 2, figsize=(14, 0.6 * len(names) + 2.4), sharey=True,
+                                  gridspec_kw={"width_ratios": [5, 1.1], "wspace": 0.04})
+    for y, name in enumerate(names):
+        ax.broken_barh([(0, (end_ps - start_ps) / scale)], (y - 0.4, 0.8), facecolors=IDLE, linewidth=0)
+        for state, bars in _bars(window, name, start_ps, end_ps, scale).items():
+            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour(state), linewidth=0)
+        if name in memories:
+            _bandwidth_line(ax, slices, name, memories[name], y, start_ps, end_ps, scale)
+        if name in occupancy:
+            _occupancy_line(ax, [c for c in counters if c.track == occupancy[name]], y, start_ps, end_ps, scale)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, (end_ps - start_ps) / scale)
+    ax.set_xlabel(f"time since window start ({unit})")
+    ax.set_ylabel("component")
+    ax.set_title(title, loc="left")
+    used = _utilisation_bars(bar, names, utilisation)
+    states = sorted({s.state for s in window} | used, key=lambda s: (s != "busy", s == "idle", s))
+    handles = [Patch(color=colour(s), label=s.removeprefix("stall:") if s != "busy" else s) for s in states]
+    handles += [plt.Line2D([], [], color="black", lw=1, label="memory: delivered / peak bandwidth"),
+                plt.Line2D([], [], color="#0d47a1", lw=1, ls="--", label="buffer: banks in use / banks")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=8, frameon=False)
+    height = 0.6 * len(names) + 2.4
+    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.45 / height, bottom=1.2 / height)
+    _save(fig, paths)
+
+
+def _time_unit(span_ps: int) -> tuple[float, str]:
+    return (1e9, "ms") if span_ps >= 5e9 else (1e6, "µs")
+
+
+def _bars(window: list[Slice], track: str, start_ps: int, end_ps: int, scale: float) -> dict[str, list]:
     bars: dict[str, list[tuple[float, float]]] = {}
     for s in window:
         if s.track == track:
             lo, hi = max(s.start_ps, start_ps), min(s.end_ps, end_ps)
-            bars.setdefault(s.state, []).append(((lo - start_ps) / 1e6, (hi - lo) / 1e6))
+            bars.setdefault(s.state, []).append(((lo - start_ps) / scale, (hi - lo) / scale))
     return bars
+
+
+def _bandwidth_line(ax, slices, name, peak_gbps, y, start_ps, end_ps, scale) -> None:
+    series = bandwidth_series(slices, name, bins=200, window=(start_ps, end_ps))
+    if series:
+        ax.step([(t - start_ps) / scale for t, _ in series], [y + 0.4 - 0.8 * min(g / peak_gbps, 1) for _, g in series],
+                where="post", color="black", lw=0.8)
+
+
+def _occupancy_line(ax, samples: list[Counter], y, start_ps, end_ps, scale) -> None:
+    top = max((c.value for c in samples), default=0) or 1
+    before = [c.value for c in samples if c.ts_ps <= start_ps][-1:] or [0]
+    pts = [(start_ps, before[0])] + [(c.ts_ps, c.value) for c in samples if start_ps < c.ts_ps < end_ps]
+    pts.append((end_ps, pts[-1][1]))
+    ax.step([(t - start_ps) / scale for t, _ in pts], [y + 0.4 - 0.8 * v / top for _, v in pts],
+            where="post", color="#0d47a1", lw=0.8, ls="--")
+
+
+def _utilisation_bars(ax, names: list[str], utilisation: dict) -> set[str]:
+    used = set()
+    for y, name in enumerate(names):
+        left = 0.0
+        states = utilisation.get(name, {})
+        for state in sorted(states, key=lambda s: (s != "busy", s)):
+            width = min(states[state], 1 - left)
+            ax.barh(y, width, left=left, color=colour(state), height=0.8)
+            left += width
+            used.add(state)
+        ax.barh(y, 1 - left, left=left, color=IDLE, height=0.8)
+        ax.text(0.02, y, f"{states.get('busy', 0):.0%}", va="center", fontsize=8, color="white"
+                if states.get("busy", 0) > 0.12 else "black")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of window")
+    ax.set_title("utilisation", loc="left")
+    return used
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def sweep_plot(rows: list[dict], x_field: str, paths: Sequence[Path], title: str, knee_x: float | None = None,
+               series_field: str | None = None) -> None:
+    """Decode tokens/s vs ``x_field`` with the bandwidth and compute rooflines, the knee,
+    and (lower panel) which component bounds each point."""
+    ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get("tokens_per_s"), float)]
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    for label, group in _series(ok, series_field):
+        xs = [r[x_field] for r in group]
+        line, = ax.plot(xs, [r["tokens_per_s"] for r in group], "o-", ms=4, label=f"simulated{label}")
+        ax.plot(xs, [r["bandwidth_bound_tokens_per_s"] for r in group], "--", color=line.get_color(), lw=1,
+                label=f"bandwidth roofline (bandwidth / bytes per token){label}")
+        unit = group[-1].get("compute_bound_by", "busiest compute unit")
+        ax.plot(xs, [r["compute_bound_tokens_per_s"] for r in group], ":", color=line.get_color(), lw=1.5,
+                label=f"compute roofline ({unit}){label}")
+    if knee_x is not None:
+        ax.axvline(knee_x, color="grey", lw=1)
+        ax.annotate(f"knee {knee_x:.4g}", (knee_x, 0.05), xycoords=("data", "axes fraction"), rotation=90,
+                    ha="right", fontsize=8)
+    top = max((r["tokens_per_s"] for r in ok), default=1)
+    ax.set_ylim(0, top * 1.35)
+    ax.set_ylabel("decode throughput (tokens/s)")
+    ax.set_title(title, loc="left")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    _bound_strip(strip, ok, x_field)
+    strip.set_xlabel(_axis_label(x_field))
+    if ok and min(r[x_field] for r in ok) > 0 and _spread(ok, x_field) > 20:
+        strip.set_xscale("log")
+    fig.tight_layout()
+    _save(fig, paths)
+
+
+def _series(rows: list[dict], field: str | None) -> list[tuple[str, list[dict]]]:
+    if field is None:
+        return [("", rows)]
+    values = sorted({r[field] for r in rows}, key=str)
+    return [(f" ({field}={v})", [r for r in rows if r[field] == v]) for v in values]
+
+
+def _spread(rows: list[dict], field: str) -> float:
+    xs = [r[field] for r in rows]
+    return max(xs) / min(xs)
+
+
+def _bound_strip(ax, rows: list[dict], x_field: str) -> None:
+    comps = sorted({r["bound_by"] for r in rows})
+    for r in rows:
+        ax.scatter(r[x_field], comps.index(r["bound_by"]), color=BOUND_COLOURS.get(r["bound_by"], "black"), s=25)
+    ax.set_yticks(range(len(comps)), comps)
+    ax.set_ylim(-0.6, len(comps) - 0.4)
+    ax.set_ylabel("bound by")
+    ax.grid(alpha=0.3)
+
+
+def _axis_label(field: str) -> str:
+    units = {"_gbps": "GB/s", "_mhz": "MHz", "_ns": "ns", "_kib": "KiB", "_gib": "GiB"}
+    unit = next((u for suffix, u in units.items() if field.endswith(suffix)), "")
+    return f"{field} ({unit})" if unit else field
+
+
+def is_number(value) -> bool:
+    """True for a finite int/float (plottable x values)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

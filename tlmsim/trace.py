@@ -70,27 +70,69 @@ class Stats:
         self.counts[phase][key] += amount
 
 
-def chrome_trace(slices: list[Slice], counters: list[Counter]) -> dict:
-    """Chrome trace-event JSON (opens in ui.perfetto.dev): one thread per component.
+def chrome_trace(slices: list[Slice], counters: list[Counter], memories: dict[str, float] | None = None,
+                 layer_of: dict[str, int | None] | None = None, markers: list[Slice] | None = None) -> dict:
+    """Chrome trace-event JSON (opens in ui.perfetto.dev): one process track per component.
 
     Complete ("X") events on one thread must nest, so overlapping intervals of one
-    component (several reads in flight) go to extra threads named "track [2]", ...
+    component (several reads in flight) go to extra threads "hbm [2]", ... of the
+    component's process. ``memories`` (name -> peak GB/s) adds a bandwidth counter per
+    memory; ``layer_of`` (op name -> layer) adds the layer to each slice's args;
+    ``markers`` (steps, layers) go to a separate "workload" process.
     """
-    placed = _assign_lanes(slices)
-    names = sorted({name for name, _ in placed} | {c.track for c in counters})
-    tid = {name: i + 1 for i, name in enumerate(names)}
-    events: list[dict] = [{"ph": "M", "name": "process_name", "pid": 1, "tid": 0,
-                           "args": {"name": "tlmsim accelerator"}}]
-    events += [{"ph": "M", "name": "thread_name", "pid": 1, "tid": tid[n], "args": {"name": n}} for n in names]
-    events += [{"ph": "X", "name": s.name, "cat": s.state, "pid": 1, "tid": tid[name],
-                "ts": s.start_ps / 1e6, "dur": (s.end_ps - s.start_ps) / 1e6,
-                "args": {"state": s.state, **s.args}} for name, s in placed]
-    events += [{"ph": "C", "name": c.track, "pid": 1, "tid": tid[c.track], "ts": c.ts_ps / 1e6,
+    layer_of = layer_of or {}
+    components = sorted({s.track for s in slices} | {_owner(c.track) for c in counters}, key=component_order)
+    pid = {name: i + 1 for i, name in enumerate(components)}
+    pid["workload"] = len(components) + 1
+    events: list[dict] = []
+    for name, p in pid.items():
+        events += [{"ph": "M", "name": "process_name", "pid": p, "tid": 0, "args": {"name": name}},
+                   {"ph": "M", "name": "process_sort_index", "pid": p, "tid": 0, "args": {"sort_index": p}}]
+    events += _slice_events(slices, pid, layer_of)
+    events += _slice_events(markers or [], {m.track: pid["workload"] for m in markers or []}, {}, by_track=True)
+    events += [{"ph": "C", "name": c.track, "pid": pid[_owner(c.track)], "tid": 0, "ts": c.ts_ps / 1e6,
                 "args": {"value": c.value}} for c in counters]
+    for mem, peak in (memories or {}).items():
+        if mem in pid:
+            events += [{"ph": "C", "name": f"{mem} bandwidth (GB/s)", "pid": pid[mem], "tid": 0, "ts": ts / 1e6,
+                        "args": {"value": gbps}} for ts, gbps in bandwidth_series(slices, mem)]
     return {"traceEvents": events, "displayTimeUnit": "ns"}
 
 
-def _assign_lanes(slices: list[Slice]) -> list[tuple[str, Slice]]:
+COMPONENT_ORDER = ["hbm", "ddr", "weight_dma", "kv_dma", "weight_buffer", "kv_buffer", "decoder", "pe_array",
+                   "vector_unit", "controller"]
+
+
+def component_order(track: str) -> tuple[int, str]:
+    """Sort key: memories, DMAs, buffers, compute, controller; unknown tracks last."""
+    return (COMPONENT_ORDER.index(track) if track in COMPONENT_ORDER else len(COMPONENT_ORDER), track)
+
+
+def _owner(counter_track: str) -> str:
+    """The component a counter belongs to ("weight_buffer banks in use" -> weight_buffer)."""
+    return counter_track.split(" ", 1)[0]
+
+
+def _slice_events(slices: list[Slice], pid: dict[str, int], layer_of: dict, by_track: bool = False) -> list[dict]:
+    placed = _assign_lanes(slices, by_track)
+    lanes = sorted({(s.track, lane) for lane, s in placed}, key=lambda tl: (tl[0], _lane_index(tl[1])))
+    tid = {tl: i + 1 for i, tl in enumerate(lanes)}
+    events = [{"ph": "M", "name": "thread_name", "pid": pid[track], "tid": tid[(track, lane)], "args": {"name": lane}}
+              for track, lane in lanes]
+    for lane, s in placed:
+        args = {"state": s.state, **s.args}
+        if layer_of.get(s.name) is not None:
+            args["layer"] = layer_of[s.name]
+        events.append({"ph": "X", "name": s.name, "cat": s.state, "pid": pid[s.track], "tid": tid[(s.track, lane)],
+                       "ts": s.start_ps / 1e6, "dur": (s.end_ps - s.start_ps) / 1e6, "args": args})
+    return events
+
+
+def _lane_index(lane: str) -> int:
+    return int(lane.rsplit("[", 1)[1][:-1]) if lane.endswith("]") else 1
+
+
+def _assign_lanes(slices: list[Slice], by_track: bool = False) -> list[tuple[str, Slice]]:
     lane_ends: dict[str, list[int]] = defaultdict(list)
     placed = []
     for s in sorted(slices, key=lambda s: (s.track, s.start_ps)):
@@ -103,6 +145,29 @@ def _assign_lanes(slices: list[Slice]) -> list[tuple[str, Slice]]:
     return placed
 
 
-def write_chrome_trace(path: Path, slices: list[Slice], counters: list[Counter]) -> None:
-    """Write the trace JSON to ``path``."""
-    Path(path).write_text(json.dumps(chrome_trace(slices, counters)))
+def bandwidth_series(slices: list[Slice], track: str, bins: int = 400,
+                     window: tuple[int, int] | None = None) -> list[tuple[int, float]]:
+    """(bin start ps, GB/s) of one memory over its traced span (or ``window``): each
+    transaction's bytes are spread evenly over its request-to-completion interval
+    (queueing and latency included, so this is the delivered rate, not channel occupancy)."""
+    txns = [s for s in slices if s.track == track and s.args.get("bytes")]
+    if window is not None:
+        txns = [s for s in txns if s.end_ps > window[0] and s.start_ps < window[1]]
+    if not txns:
+        return []
+    lo, hi = window or (min(s.start_ps for s in txns), max(s.end_ps for s in txns))
+    width = max(1, -(-(hi - lo) // bins))
+    moved = [0.0] * (-(-(hi - lo) // width) + 1)
+    for s in txns:
+        rate = s.args["bytes"] / (s.end_ps - s.start_ps)
+        first, last = max(s.start_ps, lo), min(s.end_ps, hi)
+        for b in range((first - lo) // width, (last - 1 - lo) // width + 1):
+            b_lo, b_hi = lo + b * width, lo + (b + 1) * width
+            moved[b] += rate * (min(s.end_ps, b_hi) - max(s.start_ps, b_lo))
+    # bytes per ps = 1e12 B/s = 1000 GB/s; the final sample returns the counter to 0.
+    return [(lo + b * width, 1000.0 * m / width) for b, m in enumerate(moved[:-1])] + [(hi, 0.0)]
+
+
+def write_chrome_trace(path: Path, slices: list[Slice], counters: list[Counter], **options) -> None:
+    """Write the trace JSON to ``path`` (options as for ``chrome_trace``)."""
+    Path(path).write_text(json.dumps(chrome_trace(slices, counters, **options)))
