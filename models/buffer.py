@@ -4,6 +4,11 @@ A producer first ``reserve()``s a free bank (it stalls while all banks hold data
 yet consumed), then ``fill()``s it with a tile whose data arrives when its event
 fires. The consumer ``take()``s tiles in fill order, waiting for data if needed, and
 ``release()``s the bank when done with it.
+
+Each bank is a row of URAM/BRAM blocks side by side, so it moves
+``cfg.bank_width_bits`` per clock on its write port and as much on its read port:
+``fill_ps`` / ``drain_ps`` give the time a tile needs at that rate, the bound a DMA
+filling the bank or a PE array reading it cannot beat.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import BufferConfig
+from tlmsim.timebase import cycles_to_ps
 
 
 class BankedBuffer(Component):
     """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer."""
 
-    def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig):
+    def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg
+        self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
         self.bank_bytes = cfg.bank_bytes
         self.free_banks = simpy.Container(self.env, capacity=cfg.banks, init=cfg.banks)
         self.filled = simpy.Store(self.env)  # events of tiles in fill order
@@ -44,6 +51,24 @@ class BankedBuffer(Component):
         """Free the bank of the tile the consumer finished."""
         self.free_banks.put(1)
         self._trace_occupancy()
+
+    def port_bytes_per_cycle(self) -> int:
+        """Bytes one bank port moves per clock (the blocks of a bank side by side)."""
+        return self.cfg.bank_width_bits // 8
+
+    def port_gbps(self) -> float:
+        """Peak GB/s of one bank port at the fabric clock."""
+        return self.port_bytes_per_cycle() * self.clock_mhz / 1000 if self.clock_mhz else float("inf")
+
+    def fill_ps(self, nbytes: int) -> int:
+        """Shortest time to write ``nbytes`` into one bank through its write port."""
+        if not self.clock_mhz:
+            return 0
+        return cycles_to_ps(-(-nbytes // self.port_bytes_per_cycle()), self.clock_mhz)
+
+    def drain_ps(self, nbytes: int) -> int:
+        """Shortest time to read ``nbytes`` out of one bank (the read port is as wide)."""
+        return self.fill_ps(nbytes)
 
     def occupied_banks(self) -> int:
         """Banks reserved or holding data."""

@@ -1,25 +1,28 @@
 """Off-chip memory (DDR4 DIMMs or HBM2 pseudo-channels) as a TLM target.
 
-A request's bytes are split over the channels by the address interleave. Each channel
-serves its share first-come first-served at its peak bandwidth (``bandwidth_gbps /
-channels``), in whole bursts; the request completes ``latency_ns`` after its last
-channel finished. The channel schedule is kept as "free at" times so one request
-costs O(channels) arithmetic and a single SimPy timeout, instead of one event per
-burst: the same answer as serving bursts one by one in FCFS order.
+A request's bytes are split over the channels by the address map
+(``placement_channels``: interleave over all channels, over a range of them, or one
+contiguous slice per channel). Each channel serves its share first-come first-served;
+with ``dram`` timing set, ``models/dram.py`` adds row activations, bank-group spacing,
+bus turnaround and refresh in closed form; without it the channel runs at peak. With an
+HBM ``switch``, a channel reached from a port of another mini-switch moves data at the
+lateral fraction of its bandwidth and pays extra latency, and each AXI port caps the
+bytes that go through it. The request completes ``latency_ns`` (+ switch latency) after
+its last channel finished: one SimPy timeout per request, O(channels) numpy arithmetic.
 
-DRAM command timing (row misses, refresh, turnaround) is not modelled here yet: the
-bandwidth is the data-sheet peak, so results are an upper bound on memory speed.
+Per-channel efficiency lands in ``stats``: "busy" is data at peak bandwidth (achieved /
+peak), "overhead:<reason>" the time lost to refresh, row misses, turnaround, bank-group
+spacing and the switch; the rest of the channel time is idle.
 """
 
 from __future__ import annotations
 
-import functools
-
 from tlmsim.component import Component, SimContext
 from tlmsim.config import MemoryConfig
+from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
 from tlmsim.ports import TargetPort
 from tlmsim.timebase import ns_to_ps, transfer_ps
-from tlmsim.transaction import Transaction
+from tlmsim.transaction import Command, Transaction
 
 
 class Memory(Component):
@@ -30,8 +33,28 @@ class Memory(Component):
         self.cfg = cfg
         self.channel_gbps = cfg.bandwidth_gbps / cfg.channels
         self.latency_ps = ns_to_ps(cfg.latency_ns)
-        self.channel_free_ps = [0] * cfg.channels
+        self.first_channel, self.spread = _channel_set(cfg)
+        self.granule = cfg.capacity_bytes // cfg.channels if cfg.placement_channels == "one" else cfg.interleave_bytes
+        self.channel_bytes = cfg.capacity_bytes // cfg.channels
+        self.timing = DramTiming.build(cfg.dram, cfg.burst_bytes, self.channel_gbps, self.channel_bytes)
+        self.dram = DramChannels(self.timing, cfg.channels)
+        self._build_switch()
+        self.channel_ps: dict[str, list[list[int]]] = {}  # phase -> per channel [data ps, occupied ps]
         self.target = TargetPort(name, Transaction, self.transport, self.request)
+
+    def _build_switch(self) -> None:
+        sw, n = self.cfg.switch, self.cfg.channels
+        self.port_of, self.hops = (list(range(n)), [0] * n) if sw is None else \
+            lateral_hops(n, sw.ports_per_switch, sw.ports_used)
+        self.hop_ps = 0 if sw is None else ns_to_ps(sw.lateral_latency_ns)
+        self.slow = [1 / sw.lateral_fraction if h else 1.0 for h in self.hops] if sw else [1.0] * n
+        # Ports only cap bandwidth when several channels share one.
+        self.port_free = [0] * n if sw is not None and sw.ports_used < n else None
+
+    @property
+    def addressable_bytes(self) -> int:
+        """Bytes the address map reaches (a channel range reaches only its channels)."""
+        return self.channel_bytes * self.spread
 
     def transport(self, txn: Transaction):
         """Blocking transport: serve ``txn``; returns its completion time in ps."""
@@ -41,8 +64,9 @@ class Memory(Component):
     def request(self, txn: Transaction, value=None):
         """Non-blocking transport: reserve the channels now; the returned event fires at
         completion with ``value`` (default: the completion time). One event per request."""
-        if txn.addr + txn.nbytes > self.cfg.capacity_bytes:
-            raise ValueError(f"{self.name}: access [{txn.addr}, {txn.addr + txn.nbytes}) beyond capacity")
+        if txn.addr + txn.nbytes > self.addressable_bytes:
+            raise ValueError(f"{self.name}: access [{txn.addr}, {txn.addr + txn.nbytes}) beyond capacity "
+                             f"({self.addressable_bytes} B reachable)")
         start = self.env.now
         done = self.schedule(txn)
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
@@ -52,39 +76,80 @@ class Memory(Component):
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""
-        now, free = self.env.now, self.channel_free_ps
-        last = now
-        busy = 0
-        for channel, nbytes in self.split(txn.addr, txn.nbytes):
-            begin = free[channel] if free[channel] > now else now
-            end = begin + self.channel_ps(nbytes)
-            free[channel] = end
-            busy += end - begin
-            last = end if end > last else last
-        self.stats.add_time(self.ctx.phase, "busy", busy)
-        return last + self.latency_ps
+        now = self.env.now
+        shares = self.split_local(txn.addr, txn.nbytes)
+        table = self.channel_ps.get(self.ctx.phase)
+        if table is None:
+            table = self.channel_ps[self.ctx.phase] = [[0, 0] for _ in range(self.cfg.channels)]
+        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table)
+        if self.port_free is not None:
+            last = max(last, self._through_ports(shares, now))
+        for state, total in zip(STATES, totals):
+            if total:
+                self.stats.add_time(self.ctx.phase, state, total)
+        hops = max(self.hops[ch] for ch, _, _ in shares) if self.hop_ps else 0
+        return last + self.latency_ps + hops * self.hop_ps
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019  (few distinct sizes; lives as long as the model)
-    def channel_ps(self, nbytes: int) -> int:
-        """Time one channel needs for ``nbytes``, in whole bursts."""
-        bursts = -(-nbytes // self.cfg.burst_bytes)
-        return transfer_ps(bursts * self.cfg.burst_bytes, self.channel_gbps)
+    def _through_ports(self, shares: list[tuple[int, int, int]], now: int) -> int:
+        """End of the transfer through the shared AXI ports (each at ``port_gbps``)."""
+        moved: dict[int, int] = {}
+        for ch, _, nbytes in shares:
+            moved[self.port_of[ch]] = moved.get(self.port_of[ch], 0) + nbytes
+        last = now
+        for port, nbytes in moved.items():
+            begin = max(self.port_free[port], now)
+            self.port_free[port] = end = begin + transfer_ps(nbytes, self.cfg.switch.port_gbps)
+            last = max(last, end)
+        return last
+
+    def split_local(self, addr: int, nbytes: int) -> list[tuple[int, int, int]]:
+        """(channel, channel-local start, bytes) of [addr, addr+nbytes) under the address map."""
+        gran, n = self.granule, self.spread
+        first_unit, last_unit = addr // gran, (addr + nbytes - 1) // gran
+        rounds, extra = divmod(last_unit - first_unit + 1, n)
+        out = []
+        for i in range(min(n, last_unit - first_unit + 1)):
+            unit = first_unit + i  # this lane's first unit; its later ones follow every n units
+            count = rounds + (1 if i < extra else 0)
+            head = addr - unit * gran if unit == first_unit else 0
+            final = unit + (count - 1) * n
+            tail = (last_unit + 1) * gran - (addr + nbytes) if final == last_unit else 0
+            out.append(((unit % n) + self.first_channel, (unit // n) * gran + head, count * gran - head - tail))
+        return out
 
     def split(self, addr: int, nbytes: int) -> list[tuple[int, int]]:
-        """Bytes of [addr, addr+nbytes) per channel under round-robin interleaving."""
-        gran, channels = self.cfg.interleave_bytes, self.cfg.channels
-        first_unit, last_unit = addr // gran, (addr + nbytes - 1) // gran
-        units = last_unit - first_unit + 1
-        shares = [0] * channels
-        full_rounds, extra = divmod(units, channels)
-        for i in range(channels):
-            shares[(first_unit + i) % channels] = full_rounds * gran + (gran if i < extra else 0)
-        # The first and last units may be partial.
-        shares[first_unit % channels] -= addr - first_unit * gran
-        shares[last_unit % channels] -= (last_unit + 1) * gran - (addr + nbytes)
-        return [(ch, b) for ch, b in enumerate(shares) if b > 0]
+        """Bytes of [addr, addr+nbytes) per channel."""
+        return [(ch, b) for ch, _, b in self.split_local(addr, nbytes)]
+
+    def streaming_gbps(self) -> float:
+        """Sustained GB/s of a long sequential read spread as configured: peak x DRAM
+        streaming efficiency (bank-group spacing, refresh), over the channels the address
+        map uses, capped by lateral switch paths and shared AXI ports."""
+        channels = range(self.first_channel, self.first_channel + self.spread)
+        slowest = max(self.slow[c] for c in channels)
+        gbps = self.channel_gbps * self.timing.streaming_efficiency() / slowest * len(channels)
+        if self.port_free is not None:
+            ports = len({self.port_of[c] for c in channels})
+            gbps = min(gbps, ports * self.cfg.switch.port_gbps)
+        return gbps / self.spread if self.cfg.placement_channels == "one" else gbps
 
     def busy_fraction(self, phase: str, duration_ps: int) -> float:
-        """Average channel utilisation over ``duration_ps`` of ``phase``."""
+        """Average channel utilisation (data at peak) over ``duration_ps`` of ``phase``."""
         busy = self.stats.time_ps[phase]["busy"]
         return busy / (duration_ps * self.cfg.channels) if duration_ps else 0.0
+
+    def channel_report(self, phase: str, duration_ps: int) -> list[dict[str, float]]:
+        """Per channel over ``duration_ps`` of ``phase``: "busy" (data at peak = achieved / peak),
+        "overhead" (refresh, rows, turnaround, bank groups, switch; reasons summed in stats),
+        "idle" (the rest)."""
+        table = self.channel_ps.get(phase) or [[0, 0] for _ in range(self.cfg.channels)]
+        span = duration_ps or 1
+        return [{"busy": data / span, "overhead": (occupied - data) / span, "idle": max(0.0, 1 - occupied / span)}
+                for data, occupied in table]
+
+
+def _channel_set(cfg: MemoryConfig) -> tuple[int, int]:
+    """(first channel, number of channels) the address map interleaves over."""
+    if cfg.placement_channels == "range":
+        return cfg.channel_range
+    return 0, cfg.channels

@@ -24,34 +24,167 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AddressMapping = Literal["row_column_bank", "row_bank_column", "bank_row_column"]
+
+
+class DramTimingConfig(Strict):
+    """DRAM organisation and command timing of one channel (times in ns).
+
+    ``preset`` names a file in ``models/presets/`` (e.g. ``hbm2_u280``, ``ddr4_2400``)
+    whose values fill every field not given here; the file cites each value's source.
+    """
+
+    preset: str | None = Field(None, description="preset file in models/presets/; explicit fields override it")
+    bank_groups: int = Field(gt=0)
+    banks: int = Field(gt=0, description="banks per channel (all bank groups)")
+    row_bytes: int = Field(gt=0, description="row (page) size per channel")
+    address_mapping: AddressMapping = Field(
+        "row_column_bank", description="order of the local-address fields, most significant first")
+    t_rcd_ns: float = Field(ge=0, description="ACTIVATE to READ/WRITE")
+    t_rp_ns: float = Field(ge=0, description="PRECHARGE period")
+    t_ras_ns: float = Field(ge=0, description="ACTIVATE to PRECHARGE")
+    t_cl_ns: float = Field(ge=0, description="READ to first data (part of latency_ns; documented)")
+    t_ccd_s_ns: float = Field(ge=0, description="column to column, different bank group")
+    t_ccd_l_ns: float = Field(ge=0, description="column to column, same bank group")
+    t_rrd_s_ns: float = Field(ge=0, description="ACTIVATE to ACTIVATE, different bank group")
+    t_faw_ns: float = Field(ge=0, description="window of four ACTIVATEs")
+    t_refi_ns: float = Field(ge=0, description="refresh interval; 0 disables refresh")
+    t_rfc_ns: float = Field(ge=0, description="refresh cycle time (channel blocked)")
+    t_wtr_ns: float = Field(ge=0, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
+    t_rtw_ns: float = Field(ge=0, description="read-to-write bus turnaround")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset"):
+            return {**_dram_preset(data["preset"]), **data}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.banks % self.bank_groups:
+            raise ValueError(f"banks={self.banks} must be a multiple of bank_groups={self.bank_groups}")
+        if self.t_refi_ns and self.t_rfc_ns >= self.t_refi_ns:
+            raise ValueError(f"t_rfc_ns={self.t_rfc_ns} must be < t_refi_ns={self.t_refi_ns}")
+        return self
+
+    @property
+    def t_rc_ns(self) -> float:
+        """ACTIVATE to ACTIVATE in the same bank."""
+        return self.t_ras_ns + self.t_rp_ns
+
+
+def _dram_preset(name: str) -> dict:
+    """Fields of a DRAM timing preset (models/presets/<name>.yaml)."""
+    from importlib import resources
+
+    folder = resources.files("tlmsim.models") / "presets"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"unknown DRAM timing preset '{name}'; use one of {known}")
+    return yaml.safe_load(path.read_text())
+
+
+class HbmSwitchConfig(Strict):
+    """The U280 HBM AXI switch: 32 ports in mini-switches of 4 ports x 4 pseudo-channels.
+
+    A port reaching a pseudo-channel of another mini-switch crosses lateral links,
+    which are shared and limit throughput (AMD PG276, "Lateral AXI Switch Access
+    Throughput Loss"); each crossing adds latency.
+    """
+
+    ports_per_switch: int = Field(4, gt=0, description="AXI ports (and pseudo-channels) per mini-switch")
+    ports_used: int = Field(gt=0, description="AXI ports the accelerator drives, spread evenly over the switch")
+    port_gbps: float = Field(gt=0, description="peak of one AXI port (256 bit x AXI clock)")
+    lateral_fraction: float = Field(0.5, gt=0, le=1, description="throughput of a lateral path / local")
+    lateral_latency_ns: float = Field(ge=0, description="extra latency per mini-switch crossed")
+
+
 class MemoryConfig(Strict):
-    """An off-chip memory (all channels of one kind): peak numbers from the data sheet."""
+    """An off-chip memory (all channels of one kind): peak numbers from the data sheet,
+    optional DRAM command timing, HBM switch and how addresses spread over channels."""
 
     kind: Literal["hbm2", "ddr4", "generic"] = "generic"
     channels: int = Field(gt=0, description="independent channels (HBM pseudo-channels)")
     bandwidth_gbps: float = Field(gt=0, description="total peak bandwidth, GB/s")
-    latency_ns: float = Field(ge=0, description="idle read latency")
+    latency_ns: float = Field(ge=0, description="idle read latency (page hit)")
     burst_bytes: int = Field(64, gt=0, description="smallest transfer; requests round up to it")
     interleave_bytes: int = Field(4096, gt=0, description="address interleave across channels")
     capacity_gib: float = Field(gt=0)
+    dram: DramTimingConfig | None = Field(None, description="command timing; None = ideal pipe at peak")
+    switch: HbmSwitchConfig | None = Field(None, description="HBM AXI switch; None = every port local")
+    placement_channels: Literal["spread", "one", "range"] = Field(
+        "spread", description="spread: interleave over all channels; one: each channel holds a contiguous "
+                              "capacity/channels slice, so a tensor sits in one channel; range: interleave "
+                              "over channel_range")
+    channel_range: tuple[int, int] | None = Field(None, description="(first channel, count) for 'range'")
 
     @property
     def capacity_bytes(self) -> int:
         """Capacity in bytes."""
         return int(self.capacity_gib * 2**30)
 
+    @model_validator(mode="after")
+    def _channels_consistent(self):
+        if self.placement_channels == "range":
+            if self.channel_range is None:
+                raise ValueError("placement_channels 'range' needs channel_range: [first, count]")
+            first, count = self.channel_range
+            if first < 0 or count <= 0 or first + count > self.channels:
+                raise ValueError(f"channel_range {list(self.channel_range)} must lie within the "
+                                 f"{self.channels} channels")
+        if self.dram is not None and self.dram.row_bytes % self.burst_bytes:
+            raise ValueError(f"dram.row_bytes={self.dram.row_bytes} must be a multiple of burst_bytes")
+        if self.switch is not None and self.channels % self.switch.ports_per_switch:
+            raise ValueError(f"channels={self.channels} must be a multiple of switch.ports_per_switch")
+        if self.switch is not None and self.switch.ports_used > self.channels:
+            raise ValueError(f"switch.ports_used={self.switch.ports_used} exceeds the {self.channels} ports")
+        return self
+
+
+# One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is
+# 4K x 72 bit (288 Kb); a BRAM36 in simple dual-port mode is 512 x 72 bit (36 Kb). Both
+# have one write and one read port per cycle (AMD UG573, "UltraScale Architecture Memory
+# Resources"; DS963 for the counts).
+ON_CHIP_BLOCKS = {"uram": (36.0, 72), "bram": (4.5, 72)}
+
 
 class BufferConfig(Strict):
-    """A banked on-chip buffer (ping-pong with 2 banks)."""
+    """A banked on-chip buffer (ping-pong with 2 banks), each bank a row of URAM/BRAM blocks.
+
+    A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
+    blocks side by side. ``width_bits`` widens a bank beyond what its capacity needs
+    (more blocks, each partly used) so it can keep up with a fast producer.
+    """
 
     banks: int = Field(2, ge=1)
     bank_kib: float = Field(gt=0)
     memory: Literal["uram", "bram"] = "uram"
+    width_bits: int | None = Field(None, gt=0, description="bank data width; None = blocks that hold bank_kib")
 
     @property
     def bank_bytes(self) -> int:
         """Bytes per bank."""
         return int(self.bank_kib * 1024)
+
+    @property
+    def blocks_per_bank(self) -> int:
+        """Physical blocks of one bank: enough for its capacity and for its width."""
+        block_kib, block_bits = ON_CHIP_BLOCKS[self.memory]
+        for_capacity = -(-self.bank_kib // block_kib)
+        for_width = -(-(self.width_bits or 0) // block_bits)
+        return int(max(for_capacity, for_width))
+
+    @property
+    def bank_width_bits(self) -> int:
+        """Bits a bank moves per cycle and port."""
+        return self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][1]
+
+    @property
+    def footprint_kib(self) -> float:
+        """On-chip memory the buffer occupies (whole blocks)."""
+        return self.banks * self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][0]
 
 
 class ActivationBufferConfig(Strict):
@@ -193,7 +326,7 @@ def _check_format_fits_pe(spec: str, group_size: int, pe: PeArrayConfig) -> None
 def _check_on_chip_budget(acc: AcceleratorConfig) -> None:
     used = {"uram": 0.0, "bram": 0.0}
     for buf in (acc.weight_buffer, acc.kv_buffer):
-        used[buf.memory] += buf.banks * buf.bank_kib
+        used[buf.memory] += buf.footprint_kib  # whole blocks: a wide bank uses more than its capacity
     used[acc.activation_buffer.memory] += acc.activation_buffer.capacity_kib
     for kind, total in (("uram", acc.fpga.uram_kib), ("bram", acc.fpga.bram_kib)):
         if used[kind] > total:

@@ -75,3 +75,42 @@ def test_access_beyond_capacity_is_an_error(ctx):
     _read(ctx, mem, 2**30 - 10, 64, log, "a")
     with pytest.raises(ValueError, match="beyond capacity"):
         ctx.env.run()
+
+
+# On-chip banks: URAM is 4K x 72 bit (36 KiB) per block, BRAM36 512 x 72 bit (4.5 KiB), one
+# write and one read port each (AMD UG573).
+
+
+def test_bank_width_follows_the_blocks_its_capacity_needs():
+    from tlmsim.config import BufferConfig
+
+    buf = BufferConfig(banks=2, bank_kib=1024, memory="uram")
+    assert buf.blocks_per_bank == 29  # ceil(1024 / 36)
+    assert buf.bank_width_bits == 29 * 72
+    assert buf.footprint_kib == 2 * 29 * 36
+    wide = BufferConfig(banks=2, bank_kib=1024, memory="uram", width_bits=14720)
+    assert wide.blocks_per_bank == 205  # ceil(14720 / 72): width, not capacity, decides
+    assert BufferConfig(bank_kib=9, memory="bram").blocks_per_bank == 2
+
+
+def test_bank_ports_bound_fill_and_drain_time(ctx):
+    from tlmsim.config import BufferConfig
+    from tlmsim.models.buffer import BankedBuffer
+
+    buf = BankedBuffer(ctx, "buf", BufferConfig(banks=2, bank_kib=1024), clock_mhz=250)
+    assert buf.port_bytes_per_cycle() == 261  # 29 x 72 bit / 8
+    assert buf.port_gbps() == 261 * 0.25  # 65.25 GB/s: far below the 460 GB/s HBM peak
+    # 1 MiB through a 261 B port: ceil(1048576 / 261) = 4018 cycles of 4 ns
+    assert buf.fill_ps(2**20) == 4018 * 4000 == buf.drain_ps(2**20)
+
+
+def test_wide_banks_count_whole_blocks_against_the_fpga(flagship_raw):
+    from tlmsim.config import validate_config
+    from tlmsim.errors import ConfigError
+
+    acc = flagship_raw["accelerator"]
+    acc["weight_buffer"]["width_bits"] = 14720  # 205 URAMs per bank, 410 for the ping-pong pair
+    validate_config(flagship_raw)  # 410 + 58 (kv) + 8 MiB activations = 696 of 960 URAMs
+    acc["kv_buffer"]["width_bits"] = 14720  # another 410: 820 x 36 KiB + 8192 KiB > 34560 KiB
+    with pytest.raises(ConfigError, match="on-chip buffers need 37712 KiB of URAM"):
+        validate_config(flagship_raw)

@@ -1,0 +1,282 @@
+"""Closed-form DRAM command timing of all channels of one memory.
+
+A request reaches each channel as one contiguous range of channel-local bytes. Its
+service time on that channel follows from counts, not from a command-by-command loop:
+
+* ``N`` bursts, each taking ``max(t_burst, tCCD)`` on the data bus (``tCCD_S`` when
+  the address mapping rotates consecutive bursts over bank groups, ``tCCD_L`` when they
+  stay in one bank);
+* ``A`` row activations: the distinct (bank, row) pairs the range touches, minus those
+  already open (open-page policy; the channel keeps each bank's open row). The first
+  activation is exposed (``tRCD``, plus ``tRP`` if another row was open) unless the
+  controller could prepare it while the previous request on the channel was still
+  transferring to another bank; the later ones overlap the data transfer when
+  consecutive rows are in different banks (limited to one per ``max(tRRD_S, tFAW/4)``
+  and, per bank, one per ``tRC``) and are serial (``tRP + tRCD`` each) when they are in
+  the same bank (``bank_row_column``);
+* a bus turnaround (``t_rtw`` / ``t_wtr``) when the direction changes, minus any idle
+  gap that already covered it;
+* all-bank refresh: the channel is blocked ``[m tREFI - tRFC, m tREFI)`` for m >= 1;
+  busy time that reaches a window is pushed past it (exact for this fixed schedule, and
+  an idle channel absorbs refresh for free).
+
+The controller is in order (FCFS) with one request of look-ahead; a reordering
+controller would hide more activations on random traffic. All arithmetic is per channel over
+the channels a request touches; channels that share a local range and a state (the
+interior channels of an interleaved tile) share one cost computation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tlmsim.config import DramTimingConfig
+
+STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
+          "overhead:refresh")
+
+
+def _ps(ns: float) -> int:
+    return round(ns * 1000)
+
+
+@dataclass(frozen=True)
+class DramTiming:
+    """Timing of one channel in ps, derived from its config and its peak bandwidth."""
+
+    burst_bytes: int
+    burst_ps: float  # one burst at peak bandwidth
+    col_ps: float  # one burst on the bus: max(burst, tCCD of the mapping)
+    rcd: int
+    rp: int
+    rc: int
+    act_ps: int  # spacing of activations to rotating banks: max(tRRD_S, tFAW / 4)
+    refi: int
+    rfc: int
+    wtr: int
+    rtw: int
+    banks: int
+    row_bytes: int
+    mapping: str
+    rows_per_bank: int
+
+    @classmethod
+    def build(cls, cfg: DramTimingConfig | None, burst_bytes: int, channel_gbps: float,
+              channel_bytes: int) -> DramTiming:
+        """Timing of ``cfg``; ``None`` gives an ideal channel (peak bandwidth, no overheads)."""
+        burst_ps = burst_bytes * 1000 / channel_gbps
+        if cfg is None:
+            return cls(burst_bytes, burst_ps, burst_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
+        ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
+        rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
+        return cls(burst_bytes, burst_ps, max(burst_ps, ccd * 1000), _ps(cfg.t_rcd_ns), _ps(cfg.t_rp_ns),
+                   _ps(cfg.t_rc_ns), _ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), _ps(cfg.t_refi_ns),
+                   _ps(cfg.t_rfc_ns), _ps(cfg.t_wtr_ns), _ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
+                   cfg.address_mapping, rows_per_bank)
+
+    @property
+    def ideal(self) -> bool:
+        """True when no command timing is modelled."""
+        return self.mapping == "ideal"
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Contiguous local bytes that stay in one bank."""
+        return self.burst_bytes if self.mapping == "row_column_bank" else self.row_bytes
+
+    def streaming_efficiency(self) -> float:
+        """Achieved / peak of an endless sequential stream on one channel."""
+        if self.ideal:
+            return 1.0
+        bursts_per_row = self.row_bytes // self.burst_bytes
+        per_row = bursts_per_row * self.col_ps
+        if self.mapping == "bank_row_column":
+            per_row += self.rp + self.rcd  # the next row is in the same bank: serial
+        refresh = 1 - self.rfc / self.refi if self.refi else 1.0
+        return bursts_per_row * self.burst_ps / per_row * refresh
+
+
+# The state of a channel: (last chunk, window, last bank, last data ps, last was write,
+# used). The open rows are those of the last ``window`` chunks up to ``last chunk`` (the
+# previous request's tail, one chunk per bank); a bank outside the window holds some other
+# row once the channel has been used (exact when requests cover all banks, as tiles do).
+IDLE = (-1, 0, -1, 0, False, False)
+
+
+@dataclass(frozen=True)
+class RangeCost:
+    """Time-independent cost of one local range on a channel in a given state."""
+
+    data: int  # bursts at peak
+    col_local: int  # bursts on the bus, local port
+    col: int  # bursts on the bus, through the switch
+    stream: int  # data phase with the later activations
+    penalty: int  # first activation (tRCD [+ tRP]) if it misses
+    hide_cap: int  # how much of the penalty the previous transfer can hide (0: same bank)
+    turnaround: int
+
+
+class DramChannels:
+    """Next free time and state of every channel of one memory."""
+
+    def __init__(self, timing: DramTiming, channels: int):
+        self.t = timing
+        self.free = [0] * channels
+        self.state = [IDLE] * channels
+        self.span = timing.banks * (timing.row_bytes // timing.burst_bytes)  # bursts per row index
+        # Costs repeat at this period of the local address (whole rows over all banks).
+        self.period = (timing.banks * timing.row_bytes if timing.mapping != "bank_row_column"
+                       else timing.banks * timing.row_bytes * timing.rows_per_bank)
+        self._costs: dict = {}
+
+    def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
+              table: list[list[int]]) -> tuple[int, list[int]]:
+        """Reserve each (channel, local start, bytes) share; adds [data ps, occupied ps] per channel
+        to ``table`` and returns (last end, time per STATES summed over the shares)."""
+        t, free, state = self.t, self.free, self.state
+        chunk, banks, refi, rfc = t.chunk_bytes, t.banks, t.refi, t.rfc
+        totals = [0] * len(STATES)
+        last = now
+        for ch, start, nbytes in shares:
+            st = state[ch]
+            first, final = start // chunk, (start + nbytes - 1) // chunk
+            cost = self.cost(start, nbytes, first, st, write, slow[ch])
+            busy_until = free[ch]
+            begin = busy_until if busy_until > now else now
+            row, turn = cost.penalty, cost.turnaround
+            if row and cost.hide_cap and busy_until > now:  # prepared during the previous transfer
+                row = max(row - min(cost.hide_cap, busy_until - now), 0)
+            if turn and now > busy_until:  # an idle gap already covered part of it
+                turn = max(turn - (now - busy_until), 0)
+            work = turn + row + cost.stream
+            refresh = 0
+            if refi and ((begin + work + rfc - 1) // refi != (begin + rfc) // refi or begin % refi >= refi - rfc):
+                refresh = self._refresh(begin, work)
+            end = begin + work + refresh
+            free[ch] = end
+            window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, banks)
+            state[ch] = (final, window, self.bank_row(final)[0], cost.col, write, True)
+            last = end if end > last else last
+            entry = table[ch]
+            entry[0] += cost.data
+            entry[1] += end - begin
+            totals[0] += cost.data
+            totals[1] += cost.col_local - cost.data
+            totals[2] += cost.col - cost.col_local
+            totals[3] += cost.stream - cost.col + row
+            totals[4] += turn
+            totals[5] += refresh
+        return last, totals
+
+    def cost(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
+        """Cost of the local range [start, start+nbytes) on a channel in state ``st`` (cached by
+        position within the mapping's period and the state relative to the range)."""
+        t = self.t
+        if t.ideal:
+            key = (nbytes, start % t.burst_bytes, slow)
+        else:
+            last_chunk, window, last_bank, last_col, last_write, used = st
+            gap = first - last_chunk if used and -2 * t.banks < first - last_chunk < 2 * t.banks else None
+            same_bank = self.bank_row(first)[0] == last_bank
+            key = (start % self.period, nbytes, gap, window if gap is not None else 0, same_bank,
+                   0 if same_bank else last_col, used and last_write != write, used, write, slow)
+        cost = self._costs.get(key)
+        if cost is None:
+            if len(self._costs) > 200_000:  # bound the cache on pathological access patterns
+                self._costs.clear()
+            cost = self._costs[key] = self._compute(start, nbytes, first, st, write, slow)
+        return cost
+
+    def _compute(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
+        t = self.t
+        bursts = (start + nbytes - 1) // t.burst_bytes - start // t.burst_bytes + 1
+        data = math.ceil(bursts * t.burst_ps - 1e-6)
+        col_local = math.ceil(bursts * t.col_ps - 1e-6)
+        col = math.ceil(bursts * t.col_ps * slow - 1e-6)
+        if t.ideal:
+            return RangeCost(data, col_local, col, col, 0, 0, 0)
+        last_chunk, window, last_bank, last_col, last_write, used = st
+        final = (start + nbytes - 1) // t.chunk_bytes
+        seen = min(final - first + 1, t.banks)  # only these chunks can find their row open
+        hits = self.hits(first, seen, last_chunk, window)
+        first_hit = self.hits(first, 1, last_chunk, window) == 1
+        later = self.pairs(first, final) - hits - (0 if first_hit else 1)
+        if t.mapping == "bank_row_column":
+            stream = col + later * (t.rp + t.rcd)
+        else:
+            stream = max(col, later * t.act_ps, later // t.banks * t.rc)
+        penalty = 0 if first_hit else t.rcd + (t.rp if used else 0)
+        turnaround = (t.rtw if write else t.wtr) if used and last_write != write else 0
+        hide_cap = last_col if self.bank_row(first)[0] != last_bank else 0
+        return RangeCost(data, col_local, col, stream, penalty, hide_cap, turnaround)
+
+    def hits(self, first: int, count: int, last_chunk: int, window: int) -> int:
+        """How many of chunks first..first+count-1 (count <= banks) find their (bank, row) open,
+        the open rows being those of chunks last_chunk-window+1..last_chunk (window <= banks)."""
+        lo, hi = last_chunk - window + 1, last_chunk + 1
+        if self.t.mapping != "row_column_bank":
+            return max(0, min(first + count, hi) - max(first, lo))  # a chunk is its own (bank, row)
+        # row_column_bank: within one row span, chunks j and j + k * banks share bank and row.
+        span, total = self.span, 0
+        for s in {first // span, (first + count - 1) // span}:
+            range_lo, range_hi = max(first, s * span), min(first + count, (s + 1) * span)
+            open_lo, open_hi = max(lo, s * span), min(hi, (s + 1) * span)
+            if range_hi > range_lo and open_hi > open_lo:
+                total += self._in_run(range_hi, open_lo, open_hi - open_lo) - \
+                    self._in_run(range_lo, open_lo, open_hi - open_lo)
+        return total
+
+    def _in_run(self, x: int, start: int, width: int) -> int:
+        """Chunks below ``x`` (counted from ``start``) whose bank is in the cyclic run of
+        ``width`` banks beginning at ``start``'s bank."""
+        banks = self.t.banks
+        return (x - start) // banks * width + min((x - start) % banks, width)
+
+    def bank_row(self, chunk: int) -> tuple[int, int]:
+        """(bank, row) of a channel-local chunk index under the address mapping."""
+        t = self.t
+        if t.mapping == "row_column_bank":
+            return chunk % t.banks, chunk // self.span
+        if t.mapping == "row_bank_column":
+            return chunk % t.banks, chunk // t.banks
+        return chunk // t.rows_per_bank % t.banks, chunk % t.rows_per_bank
+
+    def pairs(self, first: int, last: int) -> int:
+        """Distinct (bank, row) pairs the chunks first..last touch."""
+        t = self.t
+        if t.mapping != "row_column_bank":
+            return last - first + 1  # one row chunk per pair
+        s_first, s_last = first // self.span, last // self.span
+        if s_first == s_last:
+            return min(last - first + 1, t.banks)
+        head = min((s_first + 1) * self.span - first, t.banks)
+        tail = min(last - s_last * self.span + 1, t.banks)
+        return head + tail + (s_last - s_first - 1) * t.banks
+
+    def _refresh(self, begin: int, work: int) -> int:
+        """Time lost to refresh windows [m tREFI - tRFC, m tREFI) met by ``work`` from ``begin``."""
+        refi, rfc = self.t.refi, self.t.rfc
+        window_end = (begin // refi + 1) * refi
+        wait = window_end - begin if begin >= window_end - rfc else 0
+        start = begin + wait
+        base = (start + rfc) // refi
+        extra = 0
+        while True:  # each pass adds the windows the previous extension reached
+            crossed = (start + work + extra * rfc - 1 + rfc) // refi - base
+            if crossed == extra:
+                return wait + extra * rfc
+            extra = crossed
+
+
+def lateral_hops(channels: int, ports_per_switch: int, ports_used: int) -> tuple[list[int], list[int]]:
+    """(port, mini-switches crossed) for each channel: ``ports_used`` ports spread evenly, each
+    channel served by the nearest one (a port in its own mini-switch if there is one)."""
+    ports = [i * channels // ports_used for i in range(ports_used)]
+    port_of, hops = [], []
+    for ch in range(channels):
+        here = ch // ports_per_switch
+        port = min(ports, key=lambda p: (abs(p // ports_per_switch - here), p))
+        port_of.append(port)
+        hops.append(abs(port // ports_per_switch - here))
+    return port_of, hops
