@@ -42,10 +42,10 @@ def _save(fig, paths: Sequence[Path]) -> None:
 
 def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps: int, paths: Sequence[Path],
              title: str, utilisation: dict[str, dict[str, float]], memories: dict[str, float] | None = None,
-             lanes: list[str] | None = None) -> None:
+             lanes: list[str] | None = None) -> list[str]:
     """Gantt lanes (busy/stall/idle) of every component in [start_ps, end_ps] plus a
     utilisation bar each. Memory lanes show requests in flight and, as a black line, the
-    delivered bandwidth as a fraction of peak; buffer lanes show banks in use."""
+    delivered bandwidth as a fraction of peak; buffer lanes show banks in use. Returns the lanes."""
     memories = memories or {}
     window = [s for s in slices if s.end_ps > start_ps and s.start_ps < end_ps]
     occupancy = {c.track.split(" ", 1)[0]: c.track for c in counters}
@@ -76,6 +76,7 @@ def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps
     height = 0.6 * len(names) + 2.4
     fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.45 / height, bottom=1.2 / height)
     _save(fig, paths)
+    return names
 
 
 def _time_unit(span_ps: int) -> tuple[float, str]:

@@ -296,6 +296,7 @@ def run_sweep(spec: SweepSpec, out: Path, executor: str = "local", jobs: int = 2
     todo = [p for p in points(spec.axes) if point_key(p) not in done]
     runner = {"local": run_local, "dask": run_dask, "serial": run_serial}[executor]
     args = (address,) if executor == "dask" else ()
+    _end_torn_line(out / POINTS_FILE)
     with open(out / POINTS_FILE, "a") as sink:
         for i, row in enumerate(runner(spec.raw, todo, jobs, *args) if todo else [], start=1):
             _append(sink, row)
@@ -303,6 +304,15 @@ def run_sweep(spec: SweepSpec, out: Path, executor: str = "local", jobs: int = 2
             if on_row is not None:
                 on_row(row, i, len(todo))
     return [done[point_key(p)] for p in points(spec.axes)]
+
+
+def _end_torn_line(path: Path) -> None:
+    """Terminate a half-written last line (a kill mid-write) so the next point starts a line."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
 
 
 def _append(sink, row: dict) -> None:

@@ -54,3 +54,24 @@ def test_user_errors_print_one_line_exit_2_and_leave_no_output(tmp_path, capsys,
 def test_help_is_available():
     proc = subprocess.run([sys.executable, "-m", "tlmsim.cli", "run", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--out" in proc.stdout
+
+
+def test_run_draws_the_chosen_window_and_saves_the_bottleneck_report(tmp_path, capsys):
+    out = tmp_path / "res"
+    tiny = ["--set", "workload.prefill_tokens=1", "--set", "workload.decode_tokens=1"]
+    assert main(["-q", "run", FLAGSHIP, "--out", str(out), *tiny, "--timeline-window", "layer:0", "--svg"]) == 0
+    assert (out / "timeline.svg").read_bytes().lstrip()[:5] in (b"<?xml", b"<svg ")
+    result = json.loads((out / "result.json").read_text())
+    steps = result["bottlenecks"]["steps"]
+    assert [s["step"] for s in steps] == [0, 1]
+    for s in steps:  # the critical path covers the step: exposed times add up to it
+        assert sum(op["exposed_s"] for op in s["ops"]) == pytest.approx(s["time_s"], rel=1e-9)
+    assert steps[1]["bound_by"] == result["phases"]["decode"]["roofline_bound_by"]
+    assert "critical path" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("window,message", [("layer:x", "--timeline-window 'layer:x'"),
+                                            ("step:5", "step 5 is not traced")])
+def test_bad_timeline_window_exits_2_before_simulating(tmp_path, capsys, window, message):
+    assert main(["run", FLAGSHIP, "--out", str(tmp_path / "r"), "--timeline-window", window]) == 2
+    assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
