@@ -46,6 +46,8 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "weights": _weights(acc),
         "ops": [_op(rec) for s in steps for rec in s.ops],
         "timeline_window": _timeline_window(steps),
+        "steps": [{"index": s.step.index, "phase": s.step.phase, "kv": s.step.kv,
+                   "start_ps": s.start_ps, "end_ps": s.end_ps} for s in steps],
         "config": cfg.model_dump(mode="json"),
     }
 
@@ -138,4 +140,5 @@ def _op(rec) -> dict:
     return {"name": rec.name, "kind": rec.kind, "layer": rec.layer, "step": rec.step, "phase": rec.phase,
             "time_s": ps_to_s(rec.end_ps - rec.start_ps), "start_s": ps_to_s(rec.start_ps),
             "roofline_s": ps_to_s(rec.bound_ps), "bound_by": rec.bound_by,
+            "demand_s": {k: ps_to_s(v) for k, v in rec.demands_ps.items()},
             "bytes": sum(rec.bytes_by_memory.values())}
