@@ -7,6 +7,7 @@ mistake becomes a ``ConfigError`` whose one-line message names the field and the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -371,10 +372,18 @@ def apply_override(raw: dict, item: str) -> None:
         if not isinstance(node.get(part), dict):
             raise ConfigError(f"override '{item}': '{part}' is not a section of the config")
         node = node[part]
-    node[parts[-1]] = yaml.safe_load(text)
+    # YAML 1.1 reads "1:2" as a base-60 integer (62); an N:M pattern must stay text.
+    node[parts[-1]] = text if re.fullmatch(r"\d+(:\d+)+", text.strip()) else yaml.safe_load(text)
 
 
 def _describe(err: ValidationError, source: str) -> str:
+    """The first problem in one line (plus how many more there are)."""
+    lines = _problems(err, source)
+    more = f" (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
+    return lines[0] + more
+
+
+def _problems(err: ValidationError, source: str) -> list[str]:
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -385,4 +394,4 @@ def _describe(err: ValidationError, source: str) -> str:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{source}: {field}: {msg}" + ("" if "; " in msg else f" (got {e.get('input')!r})"))
-    return "\n".join(lines)
+    return lines
