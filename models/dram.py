@@ -134,40 +134,46 @@ class DramChannels:
               table: list[list[int]]) -> tuple[int, list[int]]:
         """Reserve each (channel, local start, bytes) share; adds [data ps, occupied ps] per channel
         to ``table`` and returns (last end, time per STATES summed over the shares)."""
-        t, free, state = self.t, self.free, self.state
-        chunk, banks, refi, rfc = t.chunk_bytes, t.banks, t.refi, t.rfc
+        free, state = self.free, self.state
+        groups: dict = {}  # the interior channels of a tile: same range, state and free time
+        for ch, start, nbytes in shares:
+            key = (start, nbytes, state[ch], free[ch], slow[ch])
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = self._serve_one(start, nbytes, state[ch], free[ch], write, now, slow[ch])
+            group[5] += 1
+            free[ch] = group[0]
+            state[ch] = group[1]
+            entry = table[ch]
+            entry[0] += group[2]
+            entry[1] += group[3]
         totals = [0] * len(STATES)
         last = now
-        for ch, start, nbytes in shares:
-            st = state[ch]
-            first, final = start // chunk, (start + nbytes - 1) // chunk
-            cost = self.cost(start, nbytes, first, st, write, slow[ch])
-            busy_until = free[ch]
-            begin = busy_until if busy_until > now else now
-            row, turn = cost.penalty, cost.turnaround
-            if row and cost.hide_cap and busy_until > now:  # prepared during the previous transfer
-                row = max(row - min(cost.hide_cap, busy_until - now), 0)
-            if turn and now > busy_until:  # an idle gap already covered part of it
-                turn = max(turn - (now - busy_until), 0)
-            work = turn + row + cost.stream
-            refresh = 0
-            if refi and ((begin + work + rfc - 1) // refi != (begin + rfc) // refi or begin % refi >= refi - rfc):
-                refresh = self._refresh(begin, work)
-            end = begin + work + refresh
-            free[ch] = end
-            window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, banks)
-            state[ch] = (final, window, self.bank_row(final)[0], cost.col, write, True)
+        for end, _, _, _, parts, count in groups.values():
             last = end if end > last else last
-            entry = table[ch]
-            entry[0] += cost.data
-            entry[1] += end - begin
-            totals[0] += cost.data
-            totals[1] += cost.col_local - cost.data
-            totals[2] += cost.col - cost.col_local
-            totals[3] += cost.stream - cost.col + row
-            totals[4] += turn
-            totals[5] += refresh
+            for i, part in enumerate(parts):
+                totals[i] += count * part
         return last, totals
+
+    def _serve_one(self, start: int, nbytes: int, st: tuple, busy_until: int, write: bool, now: int,
+                   slow: float) -> list:
+        """[end, state after, data ps, occupied ps, time per STATES, 0] of one channel's share."""
+        t = self.t
+        first, final = start // t.chunk_bytes, (start + nbytes - 1) // t.chunk_bytes
+        cost = self.cost(start, nbytes, first, st, write, slow)
+        begin = busy_until if busy_until > now else now
+        row, turn = cost.penalty, cost.turnaround
+        if row and cost.hide_cap and busy_until > now:  # prepared during the previous transfer
+            row = max(row - min(cost.hide_cap, busy_until - now), 0)
+        if turn and now > busy_until:  # an idle gap already covered part of it
+            turn = max(turn - (now - busy_until), 0)
+        work = turn + row + cost.stream
+        refresh = self._refresh(begin, work) if t.refi else 0
+        window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, t.banks)
+        after = (final, window, self.bank_row(final)[0], cost.col, write, True) if not t.ideal else st
+        parts = (cost.data, cost.col_local - cost.data, cost.col - cost.col_local,
+                 cost.stream - cost.col + row, turn, refresh)
+        return [begin + work + refresh, after, cost.data, work + refresh, parts, 0]
 
     def cost(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
         """Cost of the local range [start, start+nbytes) on a channel in state ``st`` (cached by

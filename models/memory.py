@@ -47,6 +47,7 @@ class Memory(Component):
         self.port_of, self.hops = (list(range(n)), [0] * n) if sw is None else \
             lateral_hops(n, sw.ports_per_switch, sw.ports_used)
         self.hop_ps = 0 if sw is None else ns_to_ps(sw.lateral_latency_ns)
+        self.any_lateral = self.hop_ps > 0 and any(self.hops)
         self.slow = [1 / sw.lateral_fraction if h else 1.0 for h in self.hops] if sw else [1.0] * n
         # Ports only cap bandwidth when several channels share one.
         self.port_free = [0] * n if sw is not None and sw.ports_used < n else None
@@ -87,7 +88,7 @@ class Memory(Component):
         for state, total in zip(STATES, totals):
             if total:
                 self.stats.add_time(self.ctx.phase, state, total)
-        hops = max(self.hops[ch] for ch, _, _ in shares) if self.hop_ps else 0
+        hops = max(self.hops[ch] for ch, _, _ in shares) if self.any_lateral else 0
         return last + self.latency_ps + hops * self.hop_ps
 
     def _through_ports(self, shares: list[tuple[int, int, int]], now: int) -> int:
