@@ -79,6 +79,7 @@ def _phase(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "bytes_by_memory": moved,
         "utilisation": utilisation,
         "bounding_component": _bounding(acc, utilisation),
+        "channels": {name: mem.channel_report(steps[0].step.phase, duration) for name, mem in acc.memories.items()},
     }
 
 

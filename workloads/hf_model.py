@@ -53,11 +53,12 @@ def layer_graph(model: str, weight_format: str, lm_head_format: str = "fp16", gr
     covers everything they depend on (model config, formats, manifest, this code).
     """
     hf_config = load_hf_config(model)
+    manifest = _manifest(model)  # validated on every run: the cache must not hide a broken model
     key = _cache_key(hf_config, model, weight_format, lm_head_format, group_size)
     cached = _cache_dir() / f"{key}.pickle"
     if cached.is_file():
         return pickle.loads(cached.read_bytes())
-    graph = _extract(hf_config, model, weight_format, lm_head_format, group_size)
+    graph = _extract(hf_config, manifest, weight_format, lm_head_format, group_size)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(pickle.dumps(graph))
@@ -65,8 +66,7 @@ def layer_graph(model: str, weight_format: str, lm_head_format: str = "fp16", gr
     return graph
 
 
-def _extract(hf_config, model: str, weight_format: str, lm_head_format: str, group_size: int) -> nx.DiGraph:
-    manifest = _manifest(model)
+def _extract(hf_config, manifest, weight_format: str, lm_head_format: str, group_size: int) -> nx.DiGraph:
     body = parse_format(weight_format, group_size)
     head = parse_format(lm_head_format, group_size)
 
