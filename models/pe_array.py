@@ -85,15 +85,23 @@ class PeArray(Component):
 
     @functools.lru_cache(maxsize=64)  # noqa: B019  (a handful of formats per run)
     def pe_params(self, fmt: WeightFormat) -> PeParams:
-        """The PE configuration that runs ``fmt`` (dense formats: n = m)."""
+        """The PE configuration that runs ``fmt``: its N:M pattern, or the built one in dense mode."""
         ternary = fmt.encoding == "ternary"
         if fmt.sparse:
             return PeParams(fmt.n, fmt.m, self.cfg.lanes, ternary=ternary)
-        return PeParams(self.cfg.n, self.cfg.n, self.cfg.lanes, ternary=ternary)
+        return PeParams(self.cfg.n, self.cfg.m, self.cfg.lanes, ternary=ternary)
 
     def beats_per_pass(self, fmt: WeightFormat, k: int) -> int:
-        """Beats one PE needs for a k-long dot product in ``fmt``."""
-        return beats_for(self.pe_params(fmt), k) * self.bits_factor(fmt)
+        """Beats one PE needs for a k-long dot product in ``fmt``.
+
+        N:M weights: ``m * lanes`` inputs per beat (pe_core, checked against the RTL).
+        Dense weights: each multiplier takes the next input, ``n * lanes`` per beat.
+        """
+        if fmt.sparse:
+            beats = beats_for(self.pe_params(fmt), k)
+        else:
+            beats = -(-k // (self.cfg.n * self.cfg.lanes))
+        return beats * self.bits_factor(fmt)
 
     def bits_factor(self, fmt: WeightFormat) -> int:
         """Beats per group: weights wider than the multiplier are processed in slices."""

@@ -94,3 +94,12 @@ def test_one_pass_tile_on_a_1x1_array_takes_the_rtl_dot_cycles(ctx):
     pe.commands.put(PeCommand("x", fmt, [tile], Ready(), False, done))
     env.run(until=done)
     assert env.now == dot_cycles(PeParams(2, 4, 2), 64) * 4000
+
+
+def test_an_array_built_for_1_of_4_still_runs_dense_operands(ctx):
+    """Attention (fp16 KV) and lm_head are dense even on a 1:4 machine: n*lanes inputs per beat."""
+    cfg = PeArrayConfig(rows=1, cols=1, n=1, m=4, lanes=32)
+    decoder = WeightDecoder(ctx, "decoder", DecoderConfig(weights_per_cycle=64), 250)
+    pe = PeArray(ctx, "pe", cfg, 250, simpy.Store(ctx.env), decoder)
+    assert pe.tile_cycles(parse_format("fp16"), Tile(1, 1, 64, 1, 0, 0, 64)) == 2 * 4
+    assert pe.tile_cycles(parse_format("int4-1:4"), Tile(1, 1, 256, 1, 0, 0, 64)) == 2
