@@ -33,12 +33,13 @@ class StudyConfig(Strict):
 
     name: str
     base: str = Field(description="config the study starts from, relative to the study file")
-    kind: Literal["matmul", "model"]
+    kind: Literal["matmul", "model", "bandwidth_sweep"]
     formats: list[str] = Field(min_length=1)
     shape: tuple[int, int] = (4096, 4096)  # matmul: out x in
     batches: list[int] = [1]  # matmul: activation rows
     prefill_tokens: list[int] = [128]  # model: prompt lengths
     decode_tokens: int = 8  # model: generated tokens per run
+    bandwidth_axis: str = "log:50:5000:12"  # bandwidth_sweep: memory.hbm.bandwidth_gbps values
     overrides: list[str] = []  # applied to every run
 
 
@@ -56,10 +57,12 @@ def format_overrides(base_cfg, spec: str) -> list[str]:
     return out
 
 
-def run_study(path: Path) -> list[dict]:
-    """All rows of one study."""
+def run_study(path: Path, out: Path | None = None) -> list[dict]:
+    """All rows of one study (a bandwidth sweep also writes its points and plot to ``out``)."""
     study = _load(path)
     base_path = (path.parent / study.base).resolve()
+    if study.kind == "bandwidth_sweep":
+        return _bandwidth_sweep(study, base_path, out or Path("results") / "studies" / study.name)
     rows = []
     for spec in study.formats:
         base = load_config(base_path, study.overrides)
@@ -101,8 +104,43 @@ def _model_rows(study: StudyConfig, base_path: Path, spec: str, overrides: list[
     return rows
 
 
+BANDWIDTH = "memory.hbm.bandwidth_gbps"
+
+
+def _bandwidth_sweep(study: StudyConfig, base_path: Path, out: Path) -> list[dict]:
+    """Per format: decode tokens/s over HBM bandwidth, its knee, and one combined plot."""
+    from tlmsim import sweep as sw
+    from tlmsim.plots import sweep_plot
+
+    points, rows = [], []
+    for spec in study.formats:
+        overrides = study.overrides + format_overrides(load_config(base_path, study.overrides), spec)
+        sweep = sw.prepare(base_path, [f"{BANDWIDTH}={study.bandwidth_axis}", *overrides])
+        done = [{**r["point"], **r, "format": spec} for r in sw.run_sweep(sweep, out / spec.replace(":", "of"))
+                if r["status"] == "ok"]
+        points += done
+        rows.append(_knee_row(spec, done))
+    sweep_plot(points, BANDWIDTH, [out / "bandwidth_sweep.png", out / "bandwidth_sweep.svg"],
+               f"{study.name}: decode tokens/s vs HBM bandwidth per weight format", None, "format")
+    return rows
+
+
+def _knee_row(spec: str, points: list[dict]) -> dict:
+    from tlmsim import sweep as sw
+
+    xs = [p[BANDWIDTH] for p in points]
+    knee = sw.knee(xs, [p["bandwidth_bound_tokens_per_s"] for p in points],
+                   [p["compute_bound_tokens_per_s"] for p in points])
+    plateau = points[-1]
+    return {"format": spec, "knee_gbps": knee or float("nan"), "tokens_per_s_at_top": plateau["tokens_per_s"],
+            "bound_at_top": plateau["bound_by"], "bytes_per_token": plateau["bytes_per_token"],
+            "tokens_per_s_at_460": min(points, key=lambda p: abs(p[BANDWIDTH] - 460))["tokens_per_s"]}
+
+
 def _add_speedups(rows: list[dict]) -> None:
     """Speedup of each row over INT4 dense and fp16 in the same job."""
+    if "knee_gbps" in rows[0]:
+        return
     key = "latency_us" if "latency_us" in rows[0] else "ms_per_token"
     job = "batch" if "batch" in rows[0] else "prompt"
     for row in rows:
@@ -142,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     try:
-        rows = run_study(args.study)
         out = args.out or Path("results") / "studies" / args.study.stem
+        rows = run_study(args.study, out.with_name(out.name + ".points"))
         with atomic_dir(out) as tmp:
             with open(tmp / "study.csv", "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

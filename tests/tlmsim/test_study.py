@@ -75,3 +75,16 @@ def test_the_study_is_deterministic(rows, tmp_path):
     first = rows[("int4-2:4", 1)]
     assert {k: first[k] for k in again if not k.startswith("speedup")} == \
         {k: v for k, v in again.items() if not k.startswith("speedup")}
+
+
+def test_bandwidth_study_finds_each_formats_knee_and_sparser_plateaus_higher(tmp_path):
+    study = yaml.safe_load((ROOT / "configs" / "studies" / "llama7b_bandwidth.yaml").read_text())
+    study.update(base=str(ROOT / "configs" / "u280_llama7b.yaml"), formats=["int4", "int4-2:4"],
+                 bandwidth_axis="[100,5000]")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study))
+    rows = {r["format"]: r for r in run_study(path, tmp_path / "points")}
+    assert rows["int4-2:4"]["tokens_per_s_at_top"] > 1.5 * rows["int4"]["tokens_per_s_at_top"]
+    assert all(r["bound_at_top"] == "pe_array" for r in rows.values())
+    assert 100 < rows["int4"]["knee_gbps"] < rows["int4-2:4"]["knee_gbps"] < 5000
+    assert (tmp_path / "points" / "bandwidth_sweep.png").read_bytes()[:4] == b"\x89PNG"
