@@ -85,11 +85,15 @@ class Workload:
         assert nx.is_directed_acyclic_graph(self.graph)
         return order
 
+    @cached_property
+    def _deps(self) -> dict[str, tuple[int, ...]]:
+        """Each node's predecessors as indices into ``node_order`` (the same for every step)."""
+        index = {name: i for i, name in enumerate(self.node_order)}
+        return {name: tuple(sorted(index[p] for p in self.graph.predecessors(name))) for name in self.node_order}
+
     def ops(self, step: Step) -> list[Op]:
         """All ops of one step, with dependencies as indices into the list."""
-        index = {name: i for i, name in enumerate(self.node_order)}
-        return [self._op(name, step, tuple(sorted(index[p] for p in self.graph.predecessors(name))))
-                for name in self.node_order]
+        return [self._op(name, step, self._deps[name]) for name in self.node_order]
 
     def kv_cache_bytes(self, node: str, kv: int) -> int:
         """Bytes of one KV-cache tensor (all sequences) holding ``kv`` entries."""
