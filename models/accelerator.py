@@ -127,7 +127,7 @@ class Accelerator:
             for mem, nbytes in rec.bytes_by_memory.items():
                 moved[mem] = moved.get(mem, 0) + nbytes
         for mem, nbytes in moved.items():
-            demands[mem] = transfer_ps(nbytes, self.memories[mem].streaming_gbps())
+            demands[mem] = self.memories[mem].min_transfer_ps(nbytes)
         keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
         self.steps.append(StepRecord(step, start, end, demands, moved, records if keep else []))
         if self.progress is not None:
@@ -135,7 +135,7 @@ class Accelerator:
 
     def _op_record(self, st: OpState) -> OpRecord:
         op, moved = st.op, self.op_bytes(st)
-        demands = {mem: transfer_ps(nbytes, self.memories[mem].streaming_gbps()) for mem, nbytes in moved.items()}
+        demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
         demands.update(self.op_compute_demands(op, st))
         return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
                         st.done_ps, demands, moved)

@@ -16,9 +16,20 @@ service time on that channel follows from counts, not from a command-by-command 
   the same bank (``bank_row_column``);
 * a bus turnaround (``t_rtw`` / ``t_wtr``) when the direction changes, minus any idle
   gap that already covered it;
-* all-bank refresh: the channel is blocked ``[m tREFI - tRFC, m tREFI)`` for m >= 1;
-  busy time that reaches a window is pushed past it (exact for this fixed schedule, and
-  an idle channel absorbs refresh for free).
+* all-bank refresh, one of two policies (``refresh``):
+
+  - ``postponed`` (default): the controller owes one ``tRFC`` per ``tREFI`` of elapsed
+    time and pays it while the channel is idle; a busy channel postpones refreshes, at
+    most ``refresh_postpone_max`` of them (JEDEC allows 8), and past that spends
+    ``tRFC / (tREFI - tRFC)`` of its busy time refreshing. The debt is kept as a
+    fluid, in integer ps x tREFI units, so it depends only on elapsed and busy times,
+    never on the absolute time: two channels in the same relative state behave the same,
+    which is what lets the controller reuse identical decoder layers (models/steady_state.py).
+  - ``windowed``: the channel is blocked ``[m tREFI - tRFC, m tREFI)`` for m >= 1; busy
+    time that reaches a window is pushed past it (exact for this fixed schedule, and an
+    idle channel absorbs refresh for free).
+
+  Both give the same long-run streaming efficiency, ``1 - tRFC / tREFI``.
 
 The controller is in order (FCFS) with one request of look-ahead; a reordering
 controller would hide more activations on random traffic. All arithmetic is per channel over
@@ -60,6 +71,8 @@ class DramTiming:
     row_bytes: int
     mapping: str
     rows_per_bank: int
+    windowed_refresh: bool = False
+    refresh_debt_cap: int = 0  # postponed refreshes allowed, in ps x tREFI units
 
     @classmethod
     def build(cls, cfg: DramTimingConfig | None, burst_bytes: int, channel_gbps: float,
@@ -73,7 +86,8 @@ class DramTiming:
         return cls(burst_bytes, burst_ps, max(burst_ps, ccd * 1000), _ps(cfg.t_rcd_ns), _ps(cfg.t_rp_ns),
                    _ps(cfg.t_rc_ns), _ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), _ps(cfg.t_refi_ns),
                    _ps(cfg.t_rfc_ns), _ps(cfg.t_wtr_ns), _ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
-                   cfg.address_mapping, rows_per_bank)
+                   cfg.address_mapping, rows_per_bank, cfg.refresh == "windowed",
+                   cfg.refresh_postpone_max * _ps(cfg.t_rfc_ns) * _ps(cfg.t_refi_ns))
 
     @property
     def ideal(self) -> bool:
@@ -85,16 +99,21 @@ class DramTiming:
         """Contiguous local bytes that stay in one bank."""
         return self.burst_bytes if self.mapping == "row_column_bank" else self.row_bytes
 
-    def streaming_efficiency(self) -> float:
-        """Achieved / peak of an endless sequential stream on one channel."""
+    def streaming_efficiency(self, refresh: bool = True) -> float:
+        """Achieved / peak of an endless sequential stream on one channel (optionally
+        without the time lost to refresh)."""
         if self.ideal:
             return 1.0
         bursts_per_row = self.row_bytes // self.burst_bytes
         per_row = bursts_per_row * self.col_ps
         if self.mapping == "bank_row_column":
             per_row += self.rp + self.rcd  # the next row is in the same bank: serial
-        refresh = 1 - self.rfc / self.refi if self.refi else 1.0
-        return bursts_per_row * self.burst_ps / per_row * refresh
+        refreshing = 1 - self.rfc / self.refi if self.refi and refresh else 1.0
+        return bursts_per_row * self.burst_ps / per_row * refreshing
+
+    def postponable_refresh_ps(self) -> int:
+        """Refresh time a busy channel may still owe at the end of a transfer."""
+        return self.refresh_debt_cap // self.refi if self.refi and not self.windowed_refresh else 0
 
 
 # The state of a channel: (last chunk, window, last bank, last data ps, last was write,
@@ -124,6 +143,7 @@ class DramChannels:
         self.t = timing
         self.free = [0] * channels
         self.state = [IDLE] * channels
+        self.debt = [0] * channels  # postponed refresh owed (ps x tREFI), see _postponed_refresh
         self.span = timing.banks * (timing.row_bytes // timing.burst_bytes)  # bursts per row index
         # Costs repeat at this period of the local address (whole rows over all banks).
         self.period = (timing.banks * timing.row_bytes if timing.mapping != "bank_row_column"
@@ -134,30 +154,33 @@ class DramChannels:
               table: list[list[int]]) -> tuple[int, list[int]]:
         """Reserve each (channel, local start, bytes) share; adds [data ps, occupied ps] per channel
         to ``table`` and returns (last end, time per STATES summed over the shares)."""
-        free, state = self.free, self.state
+        free, state, debt = self.free, self.state, self.debt
         groups: dict = {}  # the interior channels of a tile: same range, state and free time
         for ch, start, nbytes in shares:
-            key = (start, nbytes, state[ch], free[ch], slow[ch])
+            key = (start, nbytes, state[ch], free[ch], debt[ch], slow[ch])
             group = groups.get(key)
             if group is None:
-                group = groups[key] = self._serve_one(start, nbytes, state[ch], free[ch], write, now, slow[ch])
+                group = groups[key] = self._serve_one(start, nbytes, state[ch], free[ch], debt[ch], write, now,
+                                                      slow[ch])
             group[5] += 1
             free[ch] = group[0]
             state[ch] = group[1]
+            debt[ch] = group[6]
             entry = table[ch]
             entry[0] += group[2]
             entry[1] += group[3]
         totals = [0] * len(STATES)
         last = now
-        for end, _, _, _, parts, count in groups.values():
+        for end, _, _, _, parts, count, _ in groups.values():
             last = end if end > last else last
             for i, part in enumerate(parts):
                 totals[i] += count * part
         return last, totals
 
-    def _serve_one(self, start: int, nbytes: int, st: tuple, busy_until: int, write: bool, now: int,
+    def _serve_one(self, start: int, nbytes: int, st: tuple, busy_until: int, debt: int, write: bool, now: int,
                    slow: float) -> list:
-        """[end, state after, data ps, occupied ps, time per STATES, 0] of one channel's share."""
+        """[end, state after, data ps, occupied ps, time per STATES, 0, refresh debt after] of one
+        channel's share."""
         t = self.t
         first, final = start // t.chunk_bytes, (start + nbytes - 1) // t.chunk_bytes
         cost = self.cost(start, nbytes, first, st, write, slow)
@@ -168,12 +191,17 @@ class DramChannels:
         if turn and now > busy_until:  # an idle gap already covered part of it
             turn = max(turn - (now - busy_until), 0)
         work = turn + row + cost.stream
-        refresh = self._refresh(begin, work) if t.refi else 0
+        if not t.refi:
+            refresh = 0
+        elif t.windowed_refresh:
+            refresh = self._refresh(begin, work)
+        else:
+            refresh, debt = self._postponed_refresh(debt, max(now - busy_until, 0), work)
         window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, t.banks)
         after = (final, window, self.bank_row(final)[0], cost.col, write, True) if not t.ideal else st
         parts = (cost.data, cost.col_local - cost.data, cost.col - cost.col_local,
                  cost.stream - cost.col + row, turn, refresh)
-        return [begin + work + refresh, after, cost.data, work + refresh, parts, 0]
+        return [begin + work + refresh, after, cost.data, work + refresh, parts, 0, debt]
 
     def cost(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
         """Cost of the local range [start, start+nbytes) on a channel in state ``st`` (cached by
@@ -259,6 +287,19 @@ class DramChannels:
         head = min((s_first + 1) * self.span - first, t.banks)
         tail = min(last - s_last * self.span + 1, t.banks)
         return head + tail + (s_last - s_first - 1) * t.banks
+
+    def _postponed_refresh(self, debt: int, idle: int, work: int) -> tuple[int, int]:
+        """(refresh ps spent, debt after) of ``work`` ps of channel time after ``idle`` ps idle.
+
+        Debt accrues at tRFC per tREFI of elapsed time and is paid at full rate while the
+        channel refreshes; idle time refreshes for free. Once the debt reaches the postponement
+        cap the channel must refresh: the smallest r with debt + (work + r) tRFC - r tREFI <= cap.
+        """
+        refi, rfc = self.t.refi, self.t.rfc
+        debt = max(debt - idle * (refi - rfc), 0)
+        excess = debt + work * rfc - self.t.refresh_debt_cap
+        spent = -(-excess // (refi - rfc)) if excess > 0 else 0
+        return spent, debt + (work + spent) * rfc - spent * refi
 
     def _refresh(self, begin: int, work: int) -> int:
         """Time lost to refresh windows [m tREFI - tRFC, m tREFI) met by ``work`` from ``begin``."""

@@ -17,6 +17,8 @@ spacing and the switch; the rest of the channel time is idle.
 
 from __future__ import annotations
 
+import math
+
 from tlmsim.component import Component, SimContext
 from tlmsim.config import MemoryConfig
 from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
@@ -122,17 +124,28 @@ class Memory(Component):
         """Bytes of [addr, addr+nbytes) per channel."""
         return [(ch, b) for ch, _, b in self.split_local(addr, nbytes)]
 
-    def streaming_gbps(self) -> float:
+    def streaming_gbps(self, refresh: bool = True) -> float:
         """Sustained GB/s of a long sequential read spread as configured: peak x DRAM
-        streaming efficiency (bank-group spacing, refresh), over the channels the address
-        map uses, capped by lateral switch paths and shared AXI ports."""
+        streaming efficiency (bank-group spacing, refresh unless ``refresh=False``), over the
+        channels the address map uses, capped by lateral switch paths and shared AXI ports."""
         channels = range(self.first_channel, self.first_channel + self.spread)
         slowest = max(self.slow[c] for c in channels)
-        gbps = self.channel_gbps * self.timing.streaming_efficiency() / slowest * len(channels)
+        gbps = self.channel_gbps * self.timing.streaming_efficiency(refresh) / slowest * len(channels)
         if self.port_free is not None:
             ports = len({self.port_of[c] for c in channels})
             gbps = min(gbps, ports * self.cfg.switch.port_gbps)
         return gbps / self.spread if self.cfg.placement_channels == "one" else gbps
+
+    def min_transfer_ps(self, nbytes: int) -> int:
+        """Roofline time to stream ``nbytes``: at ``streaming_gbps``, less the refreshes a
+        channel may postpone past the end (T >= W + T tRFC/tREFI - postponed, W the time
+        without refresh), so it stays a lower bound for short transfers too."""
+        sustained = transfer_ps(nbytes, self.streaming_gbps())
+        postponed = self.timing.postponable_refresh_ps()
+        if not postponed:
+            return sustained
+        keep = 1 - self.timing.rfc / self.timing.refi
+        return max(transfer_ps(nbytes, self.streaming_gbps(refresh=False)), sustained - math.ceil(postponed / keep))
 
     def busy_fraction(self, phase: str, duration_ps: int) -> float:
         """Average channel utilisation (data at peak) over ``duration_ps`` of ``phase``."""

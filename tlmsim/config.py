@@ -51,6 +51,10 @@ class DramTimingConfig(Strict):
     t_faw_ns: float = Field(ge=0, description="window of four ACTIVATEs")
     t_refi_ns: float = Field(ge=0, description="refresh interval; 0 disables refresh")
     t_rfc_ns: float = Field(ge=0, description="refresh cycle time (channel blocked)")
+    refresh: Literal["postponed", "windowed"] = Field(
+        "postponed", description="postponed: the controller defers refreshes while busy (at most "
+        "refresh_postpone_max) and catches up in idle time; windowed: fixed blocked windows [m tREFI - tRFC, m tREFI)")
+    refresh_postpone_max: int = Field(8, ge=0, description="refreshes the controller may postpone (JEDEC: 8)")
     t_wtr_ns: float = Field(ge=0, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
     t_rtw_ns: float = Field(ge=0, description="read-to-write bus turnaround")
 
