@@ -15,6 +15,7 @@ from tlmsim.models.dma import Dma
 from tlmsim.models.memory import Memory
 from tlmsim.models.pe_array import PeArray
 from tlmsim.models.placement import Placement
+from tlmsim.models.steady_state import LayerReuse
 from tlmsim.models.vector_unit import VectorUnit
 from tlmsim.ports import connect
 from tlmsim.timebase import transfer_ps
@@ -88,10 +89,14 @@ class Accelerator:
         self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, pe_queue, self.decoder)
         self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz, vector_queue)
         self.controller = Controller(ctx, "controller", self.program, pe_queue, vector_queue,
-                                     self.weight_buffer, self.kv_buffer, names, self._step_done)
+                                     self.weight_buffer, self.kv_buffer, names, self._step_done, self._layer_start)
         for initiator in (self.weight_dma, self.kv_dma, self.controller):
             for mem, port in initiator.ports.items():
                 connect(port, self.memories[mem].target)
+        self.reuse = LayerReuse(self)
+
+    def _layer_start(self, step: Step, layer: int, states: list[OpState]) -> None:
+        self.reuse.at_layer_start(step, layer, states)
 
     def _place_tensors(self) -> Placement:
         placement = Placement(self.cfg)
@@ -117,6 +122,9 @@ class Accelerator:
         return {**self.memories, **{c.name: c for c in parts}}
 
     def _step_done(self, step: Step, start: int, end: int, states: list[OpState]) -> None:
+        # Times of a run with skipped layers move to where the skipped layers put them back.
+        self.reuse.finish_step(step.index, states)
+        start, end = self.reuse.real_time(start), self.reuse.real_time(end)
         records = [self._op_record(st) for st in states]
         demands: dict[str, int] = {}
         moved: dict[str, int] = {}

@@ -74,5 +74,18 @@ class BankedBuffer(Component):
         """Banks reserved or holding data."""
         return self.cfg.banks - self.free_banks.level
 
+    def state(self, now: int) -> tuple:
+        """Free banks, waiting producers and consumers, and when each filled tile's data is in
+        (relative to ``now``)."""
+        return (self.free_banks.level, len(self.free_banks.get_queue), len(self.filled.get_queue),
+                tuple(_due(event, now) for event in self.filled.items))
+
     def _trace_occupancy(self) -> None:
         self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
+
+
+def _due(event: simpy.Event, now: int):
+    """Time until a tile's data is in, relative to ``now`` ("in" once it is)."""
+    if event.processed:
+        return "in"
+    return getattr(event, "due_ps", now - 1) - now  # due_ps: set by Memory.request

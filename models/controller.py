@@ -55,6 +55,15 @@ class Program:
         self.steps = workload.steps()
         self._states: dict[int, list[OpState]] = {}
         self._tile_cache: dict[tuple, list[Tile]] = {}
+        # Decoder layers skipped by steady-state reuse: step index -> (first, last) layer.
+        self.skipped: dict[int, tuple[int, int]] = {}
+        ops = self.workload.ops(self.steps[0])
+        self.layer_start: dict[int, int] = {}  # layer -> index of its first op in a step
+        for i, op in enumerate(ops):
+            if op.layer is not None:
+                self.layer_start.setdefault(op.layer, i)
+        sizes = {op.layer: sum(1 for o in ops if o.layer == op.layer) for op in ops if op.layer is not None}
+        self.ops_per_layer = next(iter(sizes.values())) if len(set(sizes.values())) == 1 else None
 
     def check_fits(self) -> None:
         """Tile the first and last steps now, so a buffer too small fails before simulating."""
@@ -73,6 +82,20 @@ class Program:
             step = self.steps[index]
             self._states[index] = [self._new_state(op, step) for op in self.workload.ops(step)]
         return self._states[index]
+
+    def is_skipped(self, st: OpState) -> bool:
+        """True if ``st`` belongs to a decoder layer skipped by steady-state reuse."""
+        skip = self.skipped.get(st.step.index)
+        return skip is not None and st.op.layer is not None and skip[0] <= st.op.layer <= skip[1]
+
+    def dependency(self, states: list[OpState], index: int) -> OpState:
+        """The op state that stands for ``states[index]``: a skipped layer's op is represented by
+        the same op of the simulated layer that replaced the skipped run."""
+        st = states[index]
+        if not self.is_skipped(st):
+            return st
+        first, last = self.skipped[st.step.index]
+        return states[index - (last - first + 1) * self.ops_per_layer]
 
     def forget(self, index: int) -> None:
         """Drop a finished step's states."""
@@ -115,20 +138,21 @@ class Program:
             states = self.state(step.index)
             by_name = {st.op.name: st for st in states}
             for st in states:
-                if st.op.kind != kind or not st.tiles:
+                if st.op.kind != kind or not st.tiles or self.is_skipped(st):
                     continue
                 region = self.placement[st.op.operand_tensor]
                 wait = by_name[st.op.operand_tensor].done if kind == "attn_matmul" else None
                 for tile in st.tiles:
                     yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes,
-                                     st.op.name, None, wait_for=wait, on_issue=st.mark_issue)
+                                     st.op.name, None, wait_for=wait, on_issue=st.mark_issue, tag=st)
 
 
 class Controller(Component):
     """In-order dispatcher of the program's ops."""
 
     def __init__(self, ctx: SimContext, name: str, program: Program, pe_queue: simpy.Store,
-                 vector_queue: simpy.Store, weight_buffer, kv_buffer, memories: list[str], on_step_done=None):
+                 vector_queue: simpy.Store, weight_buffer, kv_buffer, memories: list[str], on_step_done=None,
+                 on_layer_start=None):
         super().__init__(ctx, name)
         self.program = program
         self.pe_queue = pe_queue
@@ -137,21 +161,28 @@ class Controller(Component):
         self.kv_buffer = kv_buffer
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}
         self.on_step_done = on_step_done
+        self.on_layer_start = on_layer_start  # called at each decoder layer's first dispatch
         self.process = self.env.process(self.run())
 
     def run(self):
         """Dispatch every op of every step once its dependencies are done."""
-        for step in self.program.steps:
+        program = self.program
+        for step in program.steps:
             self.ctx.phase = step.phase
             self.ctx.tracer.enabled = self._traced(step)
-            states = self.program.state(step.index)
+            states = program.state(step.index)
             start = self.env.now
-            for st in states:
-                pending = [states[d].done for d in st.op.deps if not states[d].done.processed]
+            for index, st in enumerate(states):
+                if program.is_skipped(st):
+                    continue
+                deps = [program.dependency(states, d).done for d in st.op.deps]
+                pending = [event for event in deps if not event.processed]
                 if pending:
                     yield from self.wait(simpy.AllOf(self.env, pending), "waiting for dependency", st.op.name)
+                if self.on_layer_start is not None and index == program.layer_start.get(st.op.layer):
+                    self.on_layer_start(step, st.op.layer, states)
                 self.dispatch(st)
-            yield simpy.AllOf(self.env, [st.done for st in states])
+            yield simpy.AllOf(self.env, [st.done for st in states if not program.is_skipped(st)])
             if self.on_step_done is not None:
                 self.on_step_done(step, start, self.env.now, states)
             self.program.forget(step.index)

@@ -30,6 +30,7 @@ class Descriptor:
     payload: Any
     wait_for: simpy.Event | None = None
     on_issue: Any = None  # callable(now_ps) told when the read is issued
+    tag: Any = None  # what the read belongs to (opaque to the DMA; the controller's op state)
 
 
 class Dma(Component):
@@ -40,6 +41,9 @@ class Dma(Component):
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}
         self.buffer = buffer
         self.descriptors = descriptors
+        self.current: Descriptor | None = None  # the descriptor being issued
+        self.activity = "start"  # dependency | reserve | issue | done
+        self.since = 0  # when the current activity began
         self.in_flight = 0
         self.busy_since = 0
         self.idle_since = 0
@@ -48,19 +52,28 @@ class Dma(Component):
     def run(self):
         """Issue every descriptor in order, respecting buffer space and dependencies."""
         for desc in self.descriptors:
+            self.current = desc
             if desc.wait_for is not None and not desc.wait_for.processed:
-                yield from self.wait(desc.wait_for, "waiting for dependency", desc.label)
+                self._begin_activity("dependency")
+                yield desc.wait_for
+                self.record("stall:waiting for dependency", self.since, self.env.now, desc.label)
             yield from self._reserve_bank(desc.label)
             if desc.on_issue is not None:
                 desc.on_issue(self.env.now)
             self.buffer.fill(self._read(desc), desc.nbytes)
+        self.current = None
+        self._begin_activity("done")
+
+    def _begin_activity(self, activity: str) -> None:
+        self.activity, self.since = activity, self.env.now
 
     def _reserve_bank(self, label: str):
         # Waiting while reads are still in flight is not a stall: the DMA is busy then.
-        start = self.env.now
+        self._begin_activity("reserve")
         yield self.buffer.reserve()
         if self.in_flight == 0:
-            self.record("stall:buffer full", max(start, self.idle_since), self.env.now, label)
+            self.record("stall:buffer full", max(self.since, self.idle_since), self.env.now, label)
+        self._begin_activity("issue")
 
     def _read(self, desc: Descriptor) -> simpy.Event:
         """Issue the read; the returned event fires with the payload when the data is in."""
@@ -81,3 +94,26 @@ class Dma(Component):
         if self.in_flight == 0:
             self.idle_since = self.env.now
             self.record("busy", self.busy_since, self.env.now, "reads in flight")
+
+    def close_intervals(self) -> None:
+        """Account the open busy / stall interval up to now and restart it (at a layer
+        boundary, so no interval spans layers and the state repeats layer after layer)."""
+        now = self.env.now
+        label = self.current.label if self.current else ""
+        if self.in_flight:
+            self.record("busy", self.busy_since, now, "reads in flight")
+            self.busy_since = now
+        if self.activity == "dependency":
+            self.record("stall:waiting for dependency", self.since, now, label)
+            self.since = now
+        elif self.activity == "reserve" and not self.in_flight:
+            self.record("stall:buffer full", max(self.since, self.idle_since), now, label)
+            self.since = now
+        if not self.in_flight:
+            self.idle_since = now
+
+    def state(self, now: int, relative) -> tuple:
+        """Everything that decides this DMA's future, relative to ``now`` (``relative`` maps a
+        descriptor to its layer-relative position)."""
+        return (self.activity, now - self.since, self.in_flight, relative(self.current),
+                now - self.busy_since if self.in_flight else now - self.idle_since)

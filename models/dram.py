@@ -148,7 +148,17 @@ class DramChannels:
         # Costs repeat at this period of the local address (whole rows over all banks).
         self.period = (timing.banks * timing.row_bytes if timing.mapping != "bank_row_column"
                        else timing.banks * timing.row_bytes * timing.rows_per_bank)
+        # Beyond this many chunks between a request's first chunk and the channel's last one,
+        # no open row can be hit (different row spans), so the cost no longer depends on the gap.
+        self.horizon = 2 * timing.banks + (self.span if timing.mapping == "row_column_bank" else 0)
         self._costs: dict = {}
+
+    def idle_horizon(self) -> int:
+        """Idle time after which a channel's past no longer matters: the bus turnaround is
+        covered and any refresh debt is paid."""
+        t = self.t
+        paid = -(-t.refresh_debt_cap // (t.refi - t.rfc)) if t.refi and not t.windowed_refresh else 0
+        return max(t.wtr, t.rtw, paid) + 1
 
     def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
               table: list[list[int]]) -> tuple[int, list[int]]:
@@ -211,7 +221,7 @@ class DramChannels:
             key = (nbytes, start % t.burst_bytes, slow)
         else:
             last_chunk, window, last_bank, last_col, last_write, used = st
-            gap = first - last_chunk if used and -2 * t.banks < first - last_chunk < 2 * t.banks else None
+            gap = first - last_chunk if used and -self.horizon < first - last_chunk < self.horizon else None
             same_bank = self.bank_row(first)[0] == last_bank
             key = (start % self.period, nbytes, gap, window if gap is not None else 0, same_bank,
                    0 if same_bank else last_col, used and last_write != write, used, write, slow)

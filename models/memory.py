@@ -42,6 +42,7 @@ class Memory(Component):
         self.dram = DramChannels(self.timing, cfg.channels)
         self._build_switch()
         self.channel_ps: dict[str, list[list[int]]] = {}  # phase -> per channel [data ps, occupied ps]
+        self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
         self.target = TargetPort(name, Transaction, self.transport, self.request)
 
     def _build_switch(self) -> None:
@@ -75,7 +76,9 @@ class Memory(Component):
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
         self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
                               bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
-        return self.env.timeout(done - start, value=done if value is None else value)
+        event = self.env.timeout(done - start, value=done if value is None else value)
+        event.due_ps = done  # read by BankedBuffer.state (steady-state detection)
+        return event
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""
@@ -85,6 +88,8 @@ class Memory(Component):
         if table is None:
             table = self.channel_ps[self.ctx.phase] = [[0, 0] for _ in range(self.cfg.channels)]
         last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table)
+        for ch, _, _ in shares:
+            self.last_label[ch] = txn.label
         if self.port_free is not None:
             last = max(last, self._through_ports(shares, now))
         for state, total in zip(STATES, totals):
@@ -136,6 +141,28 @@ class Memory(Component):
             gbps = min(gbps, ports * self.cfg.switch.port_gbps)
         return gbps / self.spread if self.cfg.placement_channels == "one" else gbps
 
+    def state(self, now: int, relative) -> tuple:
+        """Everything that decides this memory's future, relative to ``now``: per channel the
+        time until it is free (clipped where no gap-dependent cost can still change), the
+        refresh debt, and its open-row state with the last chunk taken relative to the tensor
+        it served (``relative(label)`` gives that tensor's layer-relative name and its
+        channel-local base chunk)."""
+        clip = self.dram.idle_horizon()
+        rows = []
+        for ch in range(self.cfg.channels):
+            last_chunk, *rest = self.dram.state[ch]
+            label = self.last_label[ch]
+            name, base_chunk = relative(label) if label is not None else (None, 0)
+            rows.append((max(self.dram.free[ch] - now, -clip), self.dram.debt[ch], name, last_chunk - base_chunk, *rest))
+        ports = tuple(max(f - now, 0) for f in self.port_free) if self.port_free is not None else ()
+        refresh_phase = now % self.timing.refi if self.timing.windowed_refresh and self.timing.refi else 0
+        return tuple(rows), ports, refresh_phase
+
+    def local_chunk(self, addr: int) -> int:
+        """Channel-local DRAM chunk index of the interleave row that holds ``addr``."""
+        row = addr // (self.granule * self.spread)
+        return row * self.granule // self.timing.chunk_bytes
+
     def min_transfer_ps(self, nbytes: int) -> int:
         """Roofline time to stream ``nbytes``: at ``streaming_gbps``, less the refreshes a
         channel may postpone past the end (T >= W + T tRFC/tREFI - postponed, W the time
@@ -160,6 +187,28 @@ class Memory(Component):
         span = duration_ps or 1
         return [{"busy": data / span, "overhead": (occupied - data) / span, "idle": max(0.0, 1 - occupied / span)}
                 for data, occupied in table]
+
+
+def tensor_alignment(cfg: MemoryConfig) -> tuple[int, int]:
+    """(alignment, guard) in bytes for placing tensors in this memory.
+
+    A tensor starts where the address map and the DRAM costs repeat (same channel, same
+    bank and row offset in every channel) and at least the open-row horizon after the
+    previous tensor, so a tensor's access costs do not depend on where it lies or on its
+    neighbours: the same layer at another address behaves the same, which lets the
+    controller reuse identical layers (models/steady_state.py). (4096, 0) when the period
+    is a whole channel (``one`` placement, ``bank_row_column`` mapping).
+    """
+    _, spread = _channel_set(cfg)
+    timing = DramTiming.build(cfg.dram, cfg.burst_bytes, cfg.bandwidth_gbps / cfg.channels,
+                              cfg.capacity_bytes // cfg.channels)
+    channels = DramChannels(timing, 1)
+    local_period = timing.burst_bytes if timing.ideal else channels.period
+    period = spread * math.lcm(cfg.interleave_bytes, local_period)
+    if cfg.placement_channels == "one" or period > cfg.capacity_bytes // 64:
+        return 4096, 0
+    guard = 0 if timing.ideal else spread * (channels.horizon * timing.chunk_bytes + cfg.interleave_bytes)
+    return math.lcm(4096, period), guard
 
 
 def _channel_set(cfg: MemoryConfig) -> tuple[int, int]:

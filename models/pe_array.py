@@ -54,26 +54,38 @@ class PeArray(Component):
         self.clock_mhz = clock_mhz
         self.commands = commands
         self.decoder = decoder
+        self.cmd: PeCommand | None = None  # the command being executed
+        self.tile_index = 0
+        self.activity = "idle"  # idle | operands | compute
+        self.since = 0  # when the current activity began
         self.process = self.env.process(self.run())
 
     def run(self):
         """Take commands in order; for each tile wait for operands, then compute."""
         while True:
-            cmd = yield self.commands.get()
-            for tile in cmd.tiles:
-                start = self.env.now
+            self.cmd, self.activity = None, "idle"
+            cmd = self.cmd = yield self.commands.get()
+            for self.tile_index, tile in enumerate(cmd.tiles):
+                self.activity, self.since = "operands", self.env.now
                 yield from cmd.source.take()
-                self.record("stall:waiting for operands", start, self.env.now, cmd.label)
+                self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
                 yield from self._compute(cmd, tile)
                 cmd.source.release()
             self._finish_after_drain(cmd)
 
     def _finish_after_drain(self, cmd: PeCommand) -> None:
         drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
-        self.env.timeout(cycles_to_ps(drain, self.clock_mhz)).callbacks.append(lambda _e: cmd.done.succeed())
+        self.env.timeout(cycles_to_ps(drain, self.clock_mhz), value=cmd).callbacks.append(_drained)
+
+    def state(self, now: int, relative) -> tuple:
+        """Everything that decides the array's future, relative to ``now`` (``relative`` maps a
+        command to its layer-relative position)."""
+        queued = tuple(relative(c) for c in self.commands.items)
+        return (self.activity, now - self.since, relative(self.cmd), self.tile_index, queued)
 
     def _compute(self, cmd: PeCommand, tile: Tile):
-        start = self.env.now
+        self.activity = "compute"
+        start = self.since = self.env.now
         compute = cycles_to_ps(self.tile_cycles(cmd.fmt, tile), self.clock_mhz)
         decode = self.decoder.decode_ps(tile.stored_weights) if cmd.decoded else 0
         yield self.env.timeout(max(compute, decode))
@@ -126,3 +138,8 @@ class PeArray(Component):
         """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
         work = rows * stored_weights * self.bits_factor(fmt)
         return cycles_to_ps(-(-work // self.multipliers()), self.clock_mhz)
+
+
+def _drained(event: simpy.Event) -> None:
+    """The last results of a command left the array: the op is done."""
+    event.value.done.succeed()

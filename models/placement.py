@@ -1,4 +1,8 @@
-"""Where each tensor lives: memory and base address, checked against capacities."""
+"""Where each tensor lives: memory and base address, checked against capacities.
+
+Tensors are aligned to the memory's address-map period with a guard between them
+(``Memory.tensor_alignment``), so identical tensors cost the same wherever they lie.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 
 from tlmsim.config import Config
 from tlmsim.errors import CapacityError
+from tlmsim.models.memory import tensor_alignment
 
 
 @dataclass(frozen=True)
@@ -26,16 +31,24 @@ class Placement:
         self.regions: dict[str, Region] = {}
         self.placement = cfg.placement
         self.cfg = cfg
+        self.alignment = {name: tensor_alignment(mem) for name, mem in cfg.memory.items()}
 
     def place(self, tensor_class: str, tensors: dict[str, int]) -> None:
         """Place ``tensors`` (name -> bytes) of one class ("weights", "kv_cache", "embeddings")."""
         allowed = getattr(self.placement, tensor_class)
         for name, nbytes in tensors.items():
-            memory = next((m for m in allowed if self.used[m] + nbytes <= self.capacity[m]), None)
+            memory = next((m for m in allowed if self._start(m) + nbytes <= self.capacity[m]), None)
             if memory is None:
                 raise CapacityError(self._overflow_message(tensor_class, tensors, allowed))
-            self.regions[name] = Region(memory, self.used[memory], nbytes)
-            self.used[memory] += _align(nbytes)
+            start = self._start(memory)
+            self.regions[name] = Region(memory, start, nbytes)
+            self.used[memory] = start + nbytes
+
+    def _start(self, memory: str) -> int:
+        """Where the next tensor in ``memory`` starts: aligned, a guard after the last one."""
+        align, guard = self.alignment[memory]
+        end = self.used[memory]
+        return _align(end + guard, align) if end else 0
 
     def __getitem__(self, tensor: str) -> Region:
         return self.regions[tensor]
@@ -54,5 +67,5 @@ class Placement:
                 f"{fix} or choose a smaller workload.weight_format / batch / token count")
 
 
-def _align(nbytes: int, boundary: int = 4096) -> int:
+def _align(nbytes: int, boundary: int) -> int:
     return -(-nbytes // boundary) * boundary

@@ -29,14 +29,23 @@ class VectorUnit(Component):
         self.cfg = cfg
         self.clock_mhz = clock_mhz
         self.commands = commands
+        self.cmd: VectorCommand | None = None  # the command being executed
+        self.since = 0  # when it started
         self.process = self.env.process(self.run())
 
     def run(self):
         """Execute commands in order."""
         while True:
-            cmd = yield self.commands.get()
+            self.cmd = None
+            cmd = self.cmd = yield self.commands.get()
+            self.since = self.env.now
             yield from self.hold("busy", self.op_ps(cmd.vector_op, cmd.elements), cmd.label, elements=cmd.elements)
             cmd.done.succeed()
+
+    def state(self, now: int, relative) -> tuple:
+        """Everything that decides the unit's future, relative to ``now``."""
+        return (relative(self.cmd), now - self.since if self.cmd else 0,
+                tuple(relative(c) for c in self.commands.items))
 
     def cost(self, vector_op: str) -> float:
         """Issue cycles per element of ``vector_op``."""

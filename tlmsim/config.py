@@ -294,6 +294,14 @@ class TraceConfig(Strict):
     decode_steps: int = Field(1, ge=0, description="first decode steps to trace")
 
 
+class SimulationConfig(Strict):
+    """How the simulator itself runs (not what it models)."""
+
+    reuse_identical_layers: bool = Field(
+        True, description="skip decoder layers once the whole system state repeats exactly from one layer "
+        "boundary to the next (models/steady_state.py); results are identical either way")
+
+
 class Config(Strict):
     """A whole simulation: memories, accelerator, placement, workload."""
 
@@ -304,6 +312,7 @@ class Config(Strict):
     placement: PlacementConfig
     workload: WorkloadConfig
     trace: TraceConfig = TraceConfig()
+    simulation: SimulationConfig = SimulationConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -372,7 +381,9 @@ def apply_override(raw: dict, item: str) -> None:
         raise ConfigError(f"override '{item}' must look like section.field=value")
     node = raw
     parts = key.split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None and depth == 0 and part in Config.model_fields:
+            node[part] = {}  # a section left to its defaults in the file
         if not isinstance(node.get(part), dict):
             raise ConfigError(f"override '{item}': '{part}' is not a section of the config")
         node = node[part]
