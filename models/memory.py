@@ -43,6 +43,8 @@ class Memory(Component):
         self._build_switch()
         self.channel_ps: dict[str, list[list[int]]] = {}  # phase -> per channel [data ps, occupied ps]
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
+        self._streaming: dict[bool, float] = {}
+        self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         self.target = TargetPort(name, Transaction, self.transport, self.request)
 
     def _build_switch(self) -> None:
@@ -111,7 +113,16 @@ class Memory(Component):
         return last
 
     def split_local(self, addr: int, nbytes: int) -> list[tuple[int, int, int]]:
-        """(channel, channel-local start, bytes) of [addr, addr+nbytes) under the address map."""
+        """(channel, channel-local start, bytes) of [addr, addr+nbytes) under the address map
+        (remembered: decode steps read the same tiles every step)."""
+        shares = self._splits.get((addr, nbytes))
+        if shares is None:
+            if len(self._splits) > 100_000:
+                self._splits.clear()
+            shares = self._splits[(addr, nbytes)] = self._split_local(addr, nbytes)
+        return shares
+
+    def _split_local(self, addr: int, nbytes: int) -> list[tuple[int, int, int]]:
         gran, n = self.granule, self.spread
         first_unit, last_unit = addr // gran, (addr + nbytes - 1) // gran
         rounds, extra = divmod(last_unit - first_unit + 1, n)
@@ -133,6 +144,11 @@ class Memory(Component):
         """Sustained GB/s of a long sequential read spread as configured: peak x DRAM
         streaming efficiency (bank-group spacing, refresh unless ``refresh=False``), over the
         channels the address map uses, capped by lateral switch paths and shared AXI ports."""
+        if refresh not in self._streaming:
+            self._streaming[refresh] = self._streaming_gbps(refresh)
+        return self._streaming[refresh]
+
+    def _streaming_gbps(self, refresh: bool) -> float:
         channels = range(self.first_channel, self.first_channel + self.spread)
         slowest = max(self.slow[c] for c in channels)
         gbps = self.channel_gbps * self.timing.streaming_efficiency(refresh) / slowest * len(channels)

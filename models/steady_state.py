@@ -160,9 +160,10 @@ class LayerReuse:
                 return None
             if st.op.layer > layer and started:
                 return None
-            if st.op.layer in (layer - 1, layer):
-                out.append((st.op.layer - layer, done, st.done.triggered,
-                            None if not started else st.first_issue_ps - now))
+            if st.op.layer == layer - 1:
+                out.append((-1, done, st.done.triggered))
+            elif st.op.layer == layer:  # reads of this layer the DMAs have already issued
+                out.append((0, done, st.done.triggered, None if not started else st.first_issue_ps - now))
         return tuple(out)
 
     def _relative_name(self, name: str, layer: int):
