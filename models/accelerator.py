@@ -72,6 +72,7 @@ class Accelerator:
         self.ctx = SimContext(self.env, Tracer())
         self.placement = self._place_tensors()
         self.steps: list[StepRecord] = []
+        self._demands: dict[tuple[int, int], tuple] = {}
         self._build()
 
     def _build(self) -> None:
@@ -142,11 +143,19 @@ class Accelerator:
             self.progress(len(self.steps), len(self.program.steps), step.phase)
 
     def _op_record(self, st: OpState) -> OpRecord:
-        op, moved = st.op, self.op_bytes(st)
-        demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
-        demands.update(self.op_compute_demands(op, st))
+        op = st.op
+        key = (id(op), id(st.tiles))  # linear ops and their tiles are shared by decode steps
+        if op.kind != "linear" or key not in self._demands:
+            moved = self.op_bytes(st)
+            demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
+            demands.update(self.op_compute_demands(op, st))
+            if op.kind != "linear":
+                return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
+                                st.done_ps, demands, moved)
+            self._demands[key] = (op, st.tiles, demands, moved)  # op and tiles kept: their ids stay unique
+        _, _, demands, moved = self._demands[key]
         return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
-                        st.done_ps, demands, moved)
+                        st.done_ps, dict(demands), dict(moved))
 
     def op_bytes(self, st: OpState) -> dict[str, int]:
         """Bytes the op moves, per memory."""

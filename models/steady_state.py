@@ -69,6 +69,7 @@ class LayerReuse:
         self.layers_skipped = 0
         self._mark: _Mark | None = None
         self._layer_keys: dict[tuple[int, int], tuple | None] = {}
+        self._op_keys: dict[tuple[int, int], tuple] = {}
 
     # -- detection -------------------------------------------------------------------
 
@@ -117,6 +118,12 @@ class LayerReuse:
         return key
 
     def _op_key(self, st: OpState, states: list[OpState]) -> tuple | None:
+        key = (id(st.op), id(st.tiles))  # linear ops and their tiles are shared by decode steps
+        if key not in self._op_keys:
+            self._op_keys[key] = (st.op, st.tiles, self._compute_op_key(st, states))
+        return self._op_keys[key][2]
+
+    def _compute_op_key(self, st: OpState, states: list[OpState]) -> tuple | None:
         op = st.op
         deps = tuple(self._relative_name(states[d].op.name, op.layer) for d in op.deps)
         where = None
@@ -271,6 +278,9 @@ class LayerReuse:
 
     def finish_step(self, step: int, states: list[OpState]) -> None:
         """Put real times on every op state of a finished step, the skipped ones included."""
+        self._layer_keys = {k: v for k, v in self._layer_keys.items() if k[0] > step}
+        if len(self._op_keys) > 20_000:  # attention ops are new objects every step
+            self._op_keys.clear()
         skip = next((s for s in self.skips if s.step == step), None)
         special = {}
         if skip is not None:

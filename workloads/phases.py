@@ -13,7 +13,7 @@ from functools import cached_property
 import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
-from tlmsim.workloads.graph import eval_size
+from tlmsim.workloads.graph import Sym, eval_size
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,29 @@ class Workload:
 
     def ops(self, step: Step) -> list[Op]:
         """All ops of one step, with dependencies as indices into the list."""
-        return [self._op(name, step, self._deps[name]) for name in self.node_order]
+        return [self._cached_op(name, step) for name in self.node_order]
+
+    @cached_property
+    def _op_cache(self) -> dict[tuple[str, int, int], Op]:
+        return {}
+
+    @cached_property
+    def _kv_free(self) -> set[str]:
+        """Nodes whose op does not depend on the KV length (reused across decode steps)."""
+        def kv_free(value) -> bool:
+            terms = value if isinstance(value, tuple) else (value,)
+            return all(not isinstance(term, Sym) or term.kv_pow == 0 for term in terms)
+        return {name for name in self.node_order if self.graph.nodes[name]["kind"] != "attn_matmul"
+                and all(kv_free(v) for v in self.graph.nodes[name].values())}
+
+    def _cached_op(self, name: str, step: Step) -> Op:
+        if name not in self._kv_free:
+            return self._op(name, step, self._deps[name])
+        key = (name, step.tokens, step.batch)
+        op = self._op_cache.get(key)
+        if op is None:
+            op = self._op_cache[key] = self._op(name, step, self._deps[name])
+        return op
 
     def kv_cache_bytes(self, node: str, kv: int) -> int:
         """Bytes of one KV-cache tensor (all sequences) holding ``kv`` entries."""
