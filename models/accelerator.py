@@ -95,6 +95,7 @@ class Accelerator:
             for mem, port in initiator.ports.items():
                 connect(port, self.memories[mem].target)
         self.reuse = LayerReuse(self)
+        self.pe_array.on_tile_start = self.reuse.at_tile_start
 
     def _layer_start(self, step: Step, layer: int, states: list[OpState]) -> None:
         self.reuse.at_layer_start(step, layer, states)

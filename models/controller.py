@@ -18,7 +18,7 @@ from tlmsim.component import Component, SimContext
 from tlmsim.config import Config
 from tlmsim.errors import ConfigError
 from tlmsim.models.dma import Descriptor
-from tlmsim.models.pe_array import PeCommand
+from tlmsim.models.pe_array import PeCommand, tile_order
 from tlmsim.models.placement import Placement
 from tlmsim.models.tiling import Tile, attention_tiles, linear_tiles, token_chunk
 from tlmsim.models.vector_unit import VectorCommand
@@ -37,6 +37,8 @@ class OpState:
     tiles: list[Tile] = field(default_factory=list)
     first_issue_ps: int | None = None
     done_ps: int | None = None
+    # Tiles [first, last] skipped by steady-state reuse (shared with the PE command and the DMA).
+    skipped_tiles: list[int] = field(default_factory=list)
 
     def mark_issue(self, now_ps: int) -> None:
         """Note the first time any work of this op started (DMA read or dispatch)."""
@@ -97,6 +99,10 @@ class Program:
         first, last = self.skipped[st.step.index]
         return states[index - (last - first + 1) * self.ops_per_layer]
 
+    def states_if_built(self, index: int) -> list[OpState]:
+        """Op states of step ``index`` if some process already asked for them, else []."""
+        return self._states.get(index, [])
+
     def forget(self, index: int) -> None:
         """Drop a finished step's states."""
         self._states.pop(index, None)
@@ -142,9 +148,10 @@ class Program:
                     continue
                 region = self.placement[st.op.operand_tensor]
                 wait = by_name[st.op.operand_tensor].done if kind == "attn_matmul" else None
-                for tile in st.tiles:
+                for index in tile_order(st.tiles, st.skipped_tiles):
+                    tile = st.tiles[index]
                     yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes,
-                                     st.op.name, None, wait_for=wait, on_issue=st.mark_issue, tag=st)
+                                     st.op.name, None, wait_for=wait, on_issue=st.mark_issue, tag=st, tile=index)
 
 
 class Controller(Component):
@@ -196,9 +203,11 @@ class Controller(Component):
         st.mark_issue(self.env.now)
         op = st.op
         if op.kind == "linear":
-            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.weight_buffer, True, st.done))
+            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.weight_buffer, True, st.done,
+                                        st.skipped_tiles, st))
         elif op.kind == "attn_matmul" and st.tiles:
-            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.kv_buffer, False, st.done))
+            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.kv_buffer, False, st.done,
+                                        st.skipped_tiles, st))
         elif op.kind == "vector":
             self.vector_queue.put(VectorCommand(op.name, op.vector_op, op.elements, st.done))
         elif op.kind == "embedding":

@@ -31,6 +31,7 @@ class Descriptor:
     wait_for: simpy.Event | None = None
     on_issue: Any = None  # callable(now_ps) told when the read is issued
     tag: Any = None  # what the read belongs to (opaque to the DMA; the controller's op state)
+    tile: int = 0  # index of the tile within its op
 
 
 class Dma(Component):
@@ -58,6 +59,7 @@ class Dma(Component):
                 yield desc.wait_for
                 self.record("stall:waiting for dependency", self.since, self.env.now, desc.label)
             yield from self._reserve_bank(desc.label)
+            desc = self.current  # steady-state reuse may have moved it to a skipped tile's place
             if desc.on_issue is not None:
                 desc.on_issue(self.env.now)
             self.buffer.fill(self._read(desc), desc.nbytes)

@@ -305,11 +305,14 @@ class DramChannels:
         channel refreshes; idle time refreshes for free. Once the debt reaches the postponement
         cap the channel must refresh: the smallest r with debt + (work + r) tRFC - r tREFI <= cap.
         """
-        refi, rfc = self.t.refi, self.t.rfc
+        refi, rfc, cap = self.t.refi, self.t.rfc, self.t.refresh_debt_cap
         debt = max(debt - idle * (refi - rfc), 0)
-        excess = debt + work * rfc - self.t.refresh_debt_cap
-        spent = -(-excess // (refi - rfc)) if excess > 0 else 0
-        return spent, debt + (work + spent) * rfc - spent * refi
+        excess = debt + work * rfc - cap
+        if excess <= 0:
+            return 0, debt + work * rfc
+        # Refresh is spent in whole ps; the part of the last ps beyond the debt is not credited,
+        # so a channel that streams at the cap stays exactly at it (its state repeats).
+        return -(-excess // (refi - rfc)), cap
 
     def _refresh(self, begin: int, work: int) -> int:
         """Time lost to refresh windows [m tREFI - tRFC, m tREFI) met by ``work`` from ``begin``."""

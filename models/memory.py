@@ -174,6 +174,15 @@ class Memory(Component):
         refresh_phase = now % self.timing.refi if self.timing.windowed_refresh and self.timing.refi else 0
         return tuple(rows), ports, refresh_phase
 
+    def move_open_rows(self, label: str, nbytes: int) -> None:
+        """Move the open-row state of the channels ``label`` used last by ``nbytes`` of address
+        (a multiple of the alignment period): as if they had read that much further on."""
+        shift = self.local_chunk(nbytes)
+        for ch, last in enumerate(self.last_label):
+            if last == label:
+                last_chunk, *rest = self.dram.state[ch]
+                self.dram.state[ch] = (last_chunk + shift, *rest)
+
     def local_chunk(self, addr: int) -> int:
         """Channel-local DRAM chunk index of the interleave row that holds ``addr``."""
         row = addr // (self.granule * self.spread)

@@ -19,7 +19,7 @@ tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import simpy
 
@@ -42,6 +42,8 @@ class PeCommand:
     source: object
     decoded: bool  # weight tiles pass the decoder; KV tiles bypass it
     done: simpy.Event
+    skipped: list[int] = field(default_factory=list)  # tiles [first, last] skipped by steady-state reuse
+    tag: object = None  # what the command belongs to (opaque to the array; the controller's op state)
 
 
 class PeArray(Component):
@@ -58,6 +60,7 @@ class PeArray(Component):
         self.tile_index = 0
         self.activity = "idle"  # idle | operands | compute
         self.since = 0  # when the current activity began
+        self.on_tile_start = None  # called with (command, tile index) before each tile
         self.process = self.env.process(self.run())
 
     def run(self):
@@ -65,7 +68,10 @@ class PeArray(Component):
         while True:
             self.cmd, self.activity = None, "idle"
             cmd = self.cmd = yield self.commands.get()
-            for self.tile_index, tile in enumerate(cmd.tiles):
+            for self.tile_index in tile_order(cmd.tiles, cmd.skipped):
+                tile = cmd.tiles[self.tile_index]
+                if self.on_tile_start is not None:
+                    self.on_tile_start(cmd, self.tile_index)
                 self.activity, self.since = "operands", self.env.now
                 yield from cmd.source.take()
                 self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
@@ -77,11 +83,11 @@ class PeArray(Component):
         drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
         self.env.timeout(cycles_to_ps(drain, self.clock_mhz), value=cmd).callbacks.append(_drained)
 
-    def state(self, now: int, relative) -> tuple:
+    def state(self, now: int, relative, tile_base: int = 0) -> tuple:
         """Everything that decides the array's future, relative to ``now`` (``relative`` maps a
-        command to its layer-relative position)."""
+        command to its relative position, ``tile_base`` is subtracted from the tile index)."""
         queued = tuple(relative(c) for c in self.commands.items)
-        return (self.activity, now - self.since, relative(self.cmd), self.tile_index, queued)
+        return (self.activity, now - self.since, relative(self.cmd), self.tile_index - tile_base, queued)
 
     def _compute(self, cmd: PeCommand, tile: Tile):
         self.activity = "compute"
@@ -143,3 +149,15 @@ class PeArray(Component):
 def _drained(event: simpy.Event) -> None:
     """The last results of a command left the array: the op is done."""
     event.value.done.succeed()
+
+
+def tile_order(tiles: list[Tile], skipped: list[int]):
+    """Indices of ``tiles`` in order, leaving out the range ``skipped`` holds (it may be set
+    while iterating: steady-state reuse skips tiles that repeat the previous ones)."""
+    index = 0
+    while index < len(tiles):
+        if skipped and skipped[0] <= index <= skipped[1]:
+            index = skipped[1] + 1
+            continue
+        yield index
+        index += 1

@@ -24,11 +24,14 @@ identical results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import simpy
 
 from tlmsim.models.controller import OpState
+
+MIN_TILE_RUN = 8  # shorter runs of identical tiles are not worth checking
+MAX_TILE_TRIES = 12  # tile checkpoints per op before giving up on a steady state
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Skip:
     """One run of skipped layers: layers ``first``..``last`` of ``step``, each ``period_ps`` long."""
 
     step: int
-    layer: int  # the simulated layer L, which stands for layer ``last`` (L + k) once skipped
+    layer: int | None  # the simulated layer L, which stands for layer ``last`` (L + k); None: tiles
     first: int
     last: int
     at_ps: int  # simulated time of the skip (start of ``layer``)
@@ -46,6 +49,17 @@ class Skip:
     def shift_ps(self) -> int:
         """Time the skipped layers take."""
         return (self.last - self.first + 1) * self.period_ps
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What a signature is relative to: a decoder layer, or one tile of an op whose tiles repeat."""
+
+    step: int
+    layer: int | None = None
+    op: str | None = None
+    tile: int = 0
+    tile_offset: int = 0  # byte offset of that tile in the op's operand
 
 
 @dataclass
@@ -69,6 +83,10 @@ class LayerReuse:
         self.layers_skipped = 0
         self._mark: _Mark | None = None
         self._layer_keys: dict[tuple[int, int], tuple | None] = {}
+        self.tiles_skipped = 0
+        self._tile_mark: tuple[int, _Mark] | None = None
+        self._tile_tries: dict[int, int] = {}
+        self._tile_runs: dict[int, tuple] = {}
         self._op_keys: dict[tuple[int, int], tuple] = {}
 
     # -- detection -------------------------------------------------------------------
@@ -81,7 +99,9 @@ class LayerReuse:
         for dma in (self.acc.weight_dma, self.acc.kv_dma):
             dma.close_intervals()
         now = self.env.now
-        mark = _Mark(step.index, layer, now, self.signature(step.index, layer, states, now), self._snapshot())
+        frame = _Frame(step.index, layer=layer)
+        signature = self.signature(frame, self._layer_op_states(layer, states, now), now)
+        mark = _Mark(step.index, layer, now, signature, self._snapshot())
         previous, self._mark = self._mark, mark
         if (previous is None or previous.step != step.index or previous.layer != layer - 1
                 or mark.signature is None or previous.signature != mark.signature
@@ -90,6 +110,77 @@ class LayerReuse:
         count = self._identical_layers_after(step.index, layer, states)
         if count > 0:
             self._skip(step.index, layer, count, previous, mark)
+
+    def at_tile_start(self, cmd, index: int) -> None:
+        """Called by the PE array before it waits for tile ``index`` of ``cmd``: skips the
+        op's remaining identical tiles once the system state repeats from tile to tile."""
+        st = cmd.tag
+        if (not self.enabled or self.acc.ctx.tracer.enabled or st is None or st.skipped_tiles
+                or self._tile_tries.get(id(st), 0) > MAX_TILE_TRIES):
+            return
+        run = self._tile_run(st, index)
+        if run is None:
+            return
+        self._tile_tries[id(st)] = self._tile_tries.get(id(st), 0) + 1
+        for dma in (self.acc.weight_dma, self.acc.kv_dma):
+            dma.close_intervals()
+        now = self.env.now
+        frame = _Frame(st.step.index, op=st.op.name, tile=index, tile_offset=st.tiles[index].offset)
+        mark = _Mark(st.step.index, index, now, self.signature(frame, self._running_op_states(st.step.index), now),
+                     self._snapshot())
+        previous, self._tile_mark = self._tile_mark, (id(st), mark)
+        if previous is None or previous[0] != id(st) or previous[1].layer != index - 1 \
+                or mark.signature is None or previous[1].signature != mark.signature:
+            return
+        dma = self.acc.weight_dma if cmd.decoded else self.acc.kv_dma
+        current = dma.current
+        if current is None or current.tag is not st or dma.activity != "reserve":
+            return  # the DMA is past this op: nothing left to skip
+        last, stride = run
+        count = last - current.tile
+        if count < 1:
+            return
+        self._skip_tiles(st, dma, current, count, stride, previous[1], mark)
+
+    def _tile_run(self, st: OpState, index: int) -> tuple[int, int] | None:
+        """(last tile, byte stride) of the run of identical, evenly spaced tiles holding tiles
+        ``index - 1`` and ``index``, if the stride keeps DRAM costs identical (a multiple of
+        the memory's alignment period); else None."""
+        runs = self._tile_runs.get(id(st.tiles))
+        if runs is None:
+            runs = self._tile_runs[id(st.tiles)] = (st.tiles, self._find_tile_runs(st))
+        for first, last, stride in runs[1]:
+            if first <= index - 1 and index < last:
+                return last, stride
+        return None
+
+    def _find_tile_runs(self, st: OpState) -> list[tuple[int, int, int]]:
+        if st.op.operand_tensor is None:
+            return []
+        align, guard = self.acc.placement.alignment[self.acc.placement[st.op.operand_tensor].memory]
+        tiles, runs, i = st.tiles, [], 0
+        shape = lambda t: (t.groups, t.rows, t.k, t.n, t.nbytes, t.stored_weights)  # noqa: E731
+        while i + 1 < len(tiles):
+            stride, j = tiles[i + 1].offset - tiles[i].offset, i
+            while (j + 1 < len(tiles) and shape(tiles[j + 1]) == shape(tiles[i])
+                   and tiles[j + 1].offset - tiles[j].offset == stride):
+                j += 1
+            if j - i + 1 >= MIN_TILE_RUN and guard and stride % align == 0:
+                runs.append((i, j, stride))
+            i = max(j, i + 1)
+        return runs
+
+    def _skip_tiles(self, st: OpState, dma, current, count: int, stride: int, previous: _Mark, mark: _Mark) -> None:
+        """Skip tiles current+1 .. current+count: the read the DMA is about to issue becomes
+        that of tile current+count, and the DRAM rows the op left open move with it."""
+        period = mark.at_ps - previous.at_ps
+        st.skipped_tiles[:] = [current.tile + 1, current.tile + count]
+        dma.current = replace(current, addr=current.addr + count * stride, tile=current.tile + count)
+        for mem in self.acc.memories.values():
+            mem.move_open_rows(st.op.name, count * stride)
+        self.skips.append(Skip(st.step.index, None, current.tile + 1, current.tile + count, mark.at_ps, period))
+        self.tiles_skipped += count
+        self._add_skipped_stats(previous.stats, mark.stats, count)
 
     def _identical_layers_after(self, step: int, layer: int, states: list[OpState]) -> int:
         """How many layers after ``layer`` are identical to it and to ``layer - 1``."""
@@ -125,7 +216,7 @@ class LayerReuse:
 
     def _compute_op_key(self, st: OpState, states: list[OpState]) -> tuple | None:
         op = st.op
-        deps = tuple(self._relative_name(states[d].op.name, op.layer) for d in op.deps)
+        deps = tuple(self._relative_name(states[d].op.name, _Frame(0, layer=op.layer)) for d in op.deps)
         where = None
         if op.operand_tensor is not None:
             region = self.acc.placement[op.operand_tensor]
@@ -136,26 +227,28 @@ class LayerReuse:
         return (op.kind, deps, op.groups, op.rows, op.k, op.n, op.weight_format, op.operand_bytes, op.vector_op,
                 op.elements, op.write_bytes, op.read_bytes, tuple(st.tiles), where)
 
-    def signature(self, step: int, layer: int, states: list[OpState], now: int) -> tuple | None:
-        """The whole system's state relative to ``now`` and to ``layer``; None if it cannot
-        repeat (work of older layers still pending, or of later layers already started)."""
-        ops = self._op_states(step, layer, states, now)
+    def signature(self, frame: _Frame, ops: tuple | None, now: int) -> tuple | None:
+        """The whole system's state relative to ``now`` and to ``frame``; None if it cannot
+        repeat (``ops``, the op states' part, is None)."""
         if ops is None:
             return None
         acc = self.acc
-        rel_cmd = lambda cmd: None if cmd is None else self._relative_name(cmd.label, layer)  # noqa: E731
+        rel_cmd = lambda cmd: None if cmd is None else self._relative_name(cmd.label, frame)  # noqa: E731
+        rel_desc = lambda desc: self._relative_descriptor(desc, frame)  # noqa: E731
+        pe_base = frame.tile if acc.pe_array.cmd is not None and acc.pe_array.cmd.label == frame.op else 0
         parts = [ops,
-                 acc.weight_dma.state(now, lambda d: self._relative_descriptor(d, step, layer)),
-                 acc.kv_dma.state(now, lambda d: self._relative_descriptor(d, step, layer)),
+                 acc.weight_dma.state(now, rel_desc), acc.kv_dma.state(now, rel_desc),
                  acc.weight_buffer.state(now), acc.kv_buffer.state(now),
-                 acc.pe_array.state(now, rel_cmd), acc.vector_unit.state(now, rel_cmd),
-                 tuple(mem.state(now, lambda label, m=mem: self._relative_channel(label, layer, m))
+                 acc.pe_array.state(now, rel_cmd, pe_base), acc.vector_unit.state(now, rel_cmd),
+                 tuple(mem.state(now, lambda label, m=mem: self._relative_channel(label, frame, m))
                        for mem in acc.memories.values()),
-                 self._queue(now, layer),
+                 self._queue(now, frame),
                  tuple(_position(proc) for proc in self._processes())]
         return tuple(parts)
 
-    def _op_states(self, step: int, layer: int, states: list[OpState], now: int) -> tuple | None:
+    def _layer_op_states(self, layer: int, states: list[OpState], now: int) -> tuple | None:
+        """Progress of the ops around a layer boundary; None unless all older layers are done
+        and no later layer has started."""
         out = []
         for st in states:
             started, done = st.first_issue_ps is not None, st.done.processed
@@ -173,9 +266,20 @@ class LayerReuse:
                 out.append((0, done, st.done.triggered, None if not started else st.first_issue_ps - now))
         return tuple(out)
 
-    def _relative_name(self, name: str, layer: int):
+    def _running_op_states(self, step: int) -> tuple:
+        """Which ops have started and are not done yet (in this step and any prefetched one)."""
+        out = []
+        for index in (step, step + 1):
+            for i, st in enumerate(self.program.states_if_built(index)):
+                if st.first_issue_ps is not None and not st.done.processed:
+                    out.append((index - step, i, st.done.triggered))
+        return tuple(out)
+
+    def _relative_name(self, name: str, frame: _Frame):
+        if frame.layer is None:
+            return name
         op_layer, position = self._where(name)
-        return (None, name) if op_layer is None else (op_layer - layer, position)
+        return (None, name) if op_layer is None else (op_layer - frame.layer, position)
 
     def _where(self, name: str) -> tuple[int | None, int]:
         if not hasattr(self, "_positions"):
@@ -184,18 +288,19 @@ class LayerReuse:
                                for i, op in enumerate(ops)}
         return self._positions[name]
 
-    def _relative_descriptor(self, desc, step: int, layer: int):
+    def _relative_descriptor(self, desc, frame: _Frame):
         if desc is None:
             return None
         st = desc.tag
-        return (st.step.index - step, self._relative_name(st.op.name, layer),
-                desc.addr - self.acc.placement[st.op.operand_tensor].addr)
+        base = self.acc.placement[st.op.operand_tensor].addr + (frame.tile_offset if st.op.name == frame.op else 0)
+        return (st.step.index - frame.step, self._relative_name(st.op.name, frame), desc.addr - base)
 
-    def _relative_channel(self, label: str, layer: int, memory):
-        op_layer, _ = self._where(label)
+    def _relative_channel(self, label: str, frame: _Frame, memory):
         tensor = self._operand(label)
-        base = memory.local_chunk(self.acc.placement[tensor].addr) if tensor else 0
-        return self._relative_name(label, layer), base
+        base = 0
+        if tensor:
+            base = memory.local_chunk(self.acc.placement[tensor].addr + (frame.tile_offset if label == frame.op else 0))
+        return self._relative_name(label, frame), base
 
     def _operand(self, name: str) -> str | None:
         if not hasattr(self, "_operands"):
@@ -203,7 +308,7 @@ class LayerReuse:
             self._operands = {op.name: op.operand_tensor for op in ops}
         return self._operands[name]
 
-    def _queue(self, now: int, layer: int) -> tuple:
+    def _queue(self, now: int, frame: _Frame) -> tuple:
         """Every scheduled SimPy event: when (relative), what it carries, who waits for it."""
         names = {id(proc): name for name, proc in self._named_processes()}
         out = []
@@ -212,7 +317,7 @@ class LayerReuse:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = ("t", value - now)
             elif hasattr(value, "label"):
-                value = self._relative_name(value.label, layer)
+                value = self._relative_name(value.label, frame)
             else:
                 value = type(value).__name__
             waiters = tuple(_describe(cb, names) for cb in (event.callbacks or ()))
@@ -281,7 +386,8 @@ class LayerReuse:
         self._layer_keys = {k: v for k, v in self._layer_keys.items() if k[0] > step}
         if len(self._op_keys) > 20_000:  # attention ops are new objects every step
             self._op_keys.clear()
-        skip = next((s for s in self.skips if s.step == step), None)
+        self._tile_tries.clear()
+        skip = next((s for s in self.skips if s.step == step and s.layer is not None), None)
         special = {}
         if skip is not None:
             before = self.shift_before(skip.at_ps)
