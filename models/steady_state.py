@@ -25,6 +25,7 @@ identical results.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import simpy
 
@@ -82,12 +83,10 @@ class LayerReuse:
         self.skips: list[Skip] = []
         self.layers_skipped = 0
         self._mark: _Mark | None = None
-        self._layer_keys: dict[tuple[int, int], tuple | None] = {}
         self.tiles_skipped = 0
         self._tile_mark: tuple[int, _Mark] | None = None
         self._tile_tries: dict[int, int] = {}
         self._tile_runs: dict[int, tuple] = {}
-        self._op_keys: dict[tuple[int, int], tuple] = {}
 
     # -- detection -------------------------------------------------------------------
 
@@ -107,7 +106,7 @@ class LayerReuse:
                 or mark.signature is None or previous.signature != mark.signature
                 or step.index in self.program.skipped):
             return
-        count = self._identical_layers_after(step.index, layer, states)
+        count = self._identical_layers_after(layer)
         if count > 0:
             self._skip(step.index, layer, count, previous, mark)
 
@@ -182,50 +181,51 @@ class LayerReuse:
         self.tiles_skipped += count
         self._add_skipped_stats(previous.stats, mark.stats, count)
 
-    def _identical_layers_after(self, step: int, layer: int, states: list[OpState]) -> int:
+    def _identical_layers_after(self, layer: int) -> int:
         """How many layers after ``layer`` are identical to it and to ``layer - 1``."""
-        key = self._layer_key(step, layer, states)
-        if key is None or self._layer_key(step, layer - 1, states) != key:
+        classes = self._layer_classes
+        key = classes.get(layer)
+        if key is None or classes.get(layer - 1) != key:
             return 0
         count = 0
-        while self._layer_key(step, layer + count + 1, states) == key:
+        while classes.get(layer + count + 1) == key:
             count += 1
         return count
 
-    def _layer_key(self, step: int, layer: int, states: list[OpState]) -> tuple | None:
-        """What decides a layer's simulation: its ops without their names, their tiles, the
-        memory of each operand and its address modulo that memory's alignment period."""
-        if (step, layer) in self._layer_keys:
-            return self._layer_keys[(step, layer)]
-        start = self.program.layer_start.get(layer)
-        key = None
-        if start is not None:
-            span = states[start:start + self.program.ops_per_layer]
-            if all(st.op.layer == layer for st in span):
-                key = tuple(self._op_key(st, states) for st in span)
-                if any(part is None for part in key):
-                    key = None
-        self._layer_keys[(step, layer)] = key
-        return key
+    @cached_property
+    def _layer_classes(self) -> dict[int, tuple | None]:
+        """Per decoder layer, everything that decides its simulation apart from names: each
+        node's attributes (sizes are the same functions of tokens and KV length), its
+        dependencies relative to the layer, and where its operand lies modulo the memory's
+        alignment period. Equal classes simulate identically in every step."""
+        workload, placement = self.program.workload, self.acc.placement
+        graph, order = workload.graph, workload.node_order
+        nodes: dict[int, list[str]] = {}
+        for name in order:
+            if graph.nodes[name]["layer"] is not None:
+                nodes.setdefault(graph.nodes[name]["layer"], []).append(name)
+        classes = {}
+        for layer, names in nodes.items():
+            frame = _Frame(0, layer=layer)
+            parts = []
+            for name in names:
+                data = graph.nodes[name]
+                attrs = tuple(sorted((k, self._relative_name(v, frame) if k == "kv_source" else v)
+                                     for k, v in data.items() if k not in ("order", "module", "layer")))
+                deps = tuple(self._relative_name(order[d], frame) for d in workload.ops_deps(name))
+                parts.append((attrs, deps, self._where_placed(name if name in placement.regions else
+                                                             data.get("kv_source"))))
+            classes[layer] = None if any(p[2] is False for p in parts) else tuple(parts)
+        return classes
 
-    def _op_key(self, st: OpState, states: list[OpState]) -> tuple | None:
-        key = (id(st.op), id(st.tiles))  # linear ops and their tiles are shared by decode steps
-        if key not in self._op_keys:
-            self._op_keys[key] = (st.op, st.tiles, self._compute_op_key(st, states))
-        return self._op_keys[key][2]
-
-    def _compute_op_key(self, st: OpState, states: list[OpState]) -> tuple | None:
-        op = st.op
-        deps = tuple(self._relative_name(states[d].op.name, _Frame(0, layer=op.layer)) for d in op.deps)
-        where = None
-        if op.operand_tensor is not None:
-            region = self.acc.placement[op.operand_tensor]
-            align, guard = self.acc.placement.alignment[region.memory]
-            if not guard:
-                return None  # tensors not aligned to the address-map period: costs depend on place
-            where = (region.memory, region.addr % align)
-        return (op.kind, deps, op.groups, op.rows, op.k, op.n, op.weight_format, op.operand_bytes, op.vector_op,
-                op.elements, op.write_bytes, op.read_bytes, tuple(st.tiles), where)
+    def _where_placed(self, tensor: str | None):
+        """(memory, address modulo its alignment period) of ``tensor``; False if tensors of that
+        memory are not aligned (their costs depend on where they lie)."""
+        if tensor is None:
+            return None
+        region = self.acc.placement[tensor]
+        align, guard = self.acc.placement.alignment[region.memory]
+        return (region.memory, region.addr % align) if guard else False
 
     def signature(self, frame: _Frame, ops: tuple | None, now: int) -> tuple | None:
         """The whole system's state relative to ``now`` and to ``frame``; None if it cannot
@@ -383,9 +383,6 @@ class LayerReuse:
 
     def finish_step(self, step: int, states: list[OpState]) -> None:
         """Put real times on every op state of a finished step, the skipped ones included."""
-        self._layer_keys = {k: v for k, v in self._layer_keys.items() if k[0] > step}
-        if len(self._op_keys) > 20_000:  # attention ops are new objects every step
-            self._op_keys.clear()
         self._tile_tries.clear()
         skip = next((s for s in self.skips if s.step == step and s.layer is not None), None)
         special = {}

@@ -91,6 +91,10 @@ class Workload:
         index = {name: i for i, name in enumerate(self.node_order)}
         return {name: tuple(sorted(index[p] for p in self.graph.predecessors(name))) for name in self.node_order}
 
+    def ops_deps(self, name: str) -> tuple[int, ...]:
+        """Indices (into ``node_order``) of the nodes ``name`` depends on."""
+        return self._deps[name]
+
     def ops(self, step: Step) -> list[Op]:
         """All ops of one step, with dependencies as indices into the list."""
         return [self._cached_op(name, step) for name in self.node_order]
