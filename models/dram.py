@@ -152,6 +152,7 @@ class DramChannels:
         # no open row can be hit (different row spans), so the cost no longer depends on the gap.
         self.horizon = 2 * timing.banks + (self.span if timing.mapping == "row_column_bank" else 0)
         self._costs: dict = {}
+        self._served: dict = {}
 
     def idle_horizon(self) -> int:
         """Idle time after which a channel's past no longer matters: the bus turnaround is
@@ -161,9 +162,41 @@ class DramChannels:
         return max(t.wtr, t.rtw, paid) + 1
 
     def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
-              table: list[list[int]]) -> tuple[int, list[int]]:
+              table: list[list[int]], request: tuple | None = None) -> tuple[int, list[int]]:
         """Reserve each (channel, local start, bytes) share; adds [data ps, occupied ps] per channel
-        to ``table`` and returns (last end, time per STATES summed over the shares)."""
+        to ``table`` and returns (last end, time per STATES summed over the shares).
+
+        ``request`` (e.g. (address, bytes)) names the shares: the outcome of the same request
+        on channels in the same state, relative to now, is remembered and replayed (decode
+        steps repeat most requests exactly). Not with windowed refresh, which depends on the
+        absolute time."""
+        if request is None or self.t.windowed_refresh:
+            return self._serve(shares, write, now, slow, table)
+        free, state, debt = self.free, self.state, self.debt
+        key = (request, write, tuple([free[ch] - now for ch, _, _ in shares]),
+               tuple([state[ch] for ch, _, _ in shares]), tuple([debt[ch] for ch, _, _ in shares]))
+        outcome = self._served.get(key)
+        if outcome is None:
+            before = [(table[ch][0], table[ch][1]) for ch, _, _ in shares]
+            last, totals = self._serve(shares, write, now, slow, table)
+            outcome = (last - now, totals, [(free[ch] - now, state[ch], debt[ch], table[ch][0] - b[0], table[ch][1] - b[1])
+                                            for (ch, _, _), b in zip(shares, before)])
+            if len(self._served) > 20_000:
+                self._served.clear()
+            self._served[key] = outcome
+            return last, totals
+        last, totals, channels = outcome
+        for (ch, _, _), (end, after, owed, data, occupied) in zip(shares, channels):
+            free[ch] = now + end
+            state[ch] = after
+            debt[ch] = owed
+            entry = table[ch]
+            entry[0] += data
+            entry[1] += occupied
+        return now + last, list(totals)
+
+    def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
+               table: list[list[int]]) -> tuple[int, list[int]]:
         free, state, debt = self.free, self.state, self.debt
         groups: dict = {}  # the interior channels of a tile: same range, state and free time
         for ch, start, nbytes in shares:

@@ -89,7 +89,8 @@ class Memory(Component):
         table = self.channel_ps.get(self.ctx.phase)
         if table is None:
             table = self.channel_ps[self.ctx.phase] = [[0, 0] for _ in range(self.cfg.channels)]
-        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table)
+        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table,
+                                       (txn.addr, txn.nbytes))
         for ch, _, _ in shares:
             self.last_label[ch] = txn.label
         if self.port_free is not None:
