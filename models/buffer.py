@@ -13,6 +13,8 @@ filling the bank or a PE array reading it cannot beat.
 
 from __future__ import annotations
 
+from collections import deque
+
 import simpy
 
 from tlmsim.component import Component, SimContext
@@ -21,36 +23,54 @@ from tlmsim.timebase import cycles_to_ps
 
 
 class BankedBuffer(Component):
-    """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer."""
+    """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer.
+
+    One producer and one consumer (a DMA and the PE array). Waiting costs a SimPy event
+    only when it really waits: a free bank or a filled tile is taken at once.
+    """
 
     def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
         self.bank_bytes = cfg.bank_bytes
-        self.free_banks = simpy.Container(self.env, capacity=cfg.banks, init=cfg.banks)
-        self.filled = simpy.Store(self.env)  # events of tiles in fill order
+        self.free = cfg.banks  # banks neither reserved nor holding data
+        self.filled: deque[simpy.Event] = deque()  # data-ready events of tiles in fill order
+        self._producer: simpy.Event | None = None  # fires when a bank is released
+        self._consumer: simpy.Event | None = None  # fires when a tile is filled
 
     def reserve(self):
-        """Event that fires when a bank is free for the producer."""
-        return self.free_banks.get(1)
+        """Generator: wait until a bank is free, then hold it for the producer."""
+        while not self.free:
+            self._producer = self.env.event()
+            yield self._producer
+        self.free -= 1
 
     def fill(self, data_ready: simpy.Event, nbytes: int) -> None:
         """Hand the reserved bank a tile whose data is complete when ``data_ready`` fires."""
         if nbytes > self.bank_bytes:
             raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a bank of {self.bank_bytes} B")
-        self.filled.put(data_ready)
+        self.filled.append(data_ready)
         self._trace_occupancy()
+        if self._consumer is not None:
+            waiting, self._consumer = self._consumer, None
+            waiting.succeed()
 
     def take(self):
         """Generator: wait for the next tile in order and return its payload."""
-        data_ready = yield self.filled.get()
+        while not self.filled:
+            self._consumer = self.env.event()
+            yield self._consumer
+        data_ready = self.filled.popleft()
         return (yield data_ready)
 
     def release(self) -> None:
         """Free the bank of the tile the consumer finished."""
-        self.free_banks.put(1)
+        self.free += 1
         self._trace_occupancy()
+        if self._producer is not None:
+            waiting, self._producer = self._producer, None
+            waiting.succeed()
 
     def port_bytes_per_cycle(self) -> int:
         """Bytes one bank port moves per clock (the blocks of a bank side by side)."""
@@ -72,13 +92,13 @@ class BankedBuffer(Component):
 
     def occupied_banks(self) -> int:
         """Banks reserved or holding data."""
-        return self.cfg.banks - self.free_banks.level
+        return self.cfg.banks - self.free
 
     def state(self, now: int) -> tuple:
-        """Free banks, waiting producers and consumers, and when each filled tile's data is in
+        """Free banks, waiting producer and consumer, and when each filled tile's data is in
         (relative to ``now``)."""
-        return (self.free_banks.level, len(self.free_banks.get_queue), len(self.filled.get_queue),
-                tuple(_due(event, now) for event in self.filled.items))
+        return (self.free, self._producer is not None, self._consumer is not None,
+                tuple(_due(event, now) for event in self.filled))
 
     def _trace_occupancy(self) -> None:
         self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())

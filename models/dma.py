@@ -72,7 +72,7 @@ class Dma(Component):
     def _reserve_bank(self, label: str):
         # Waiting while reads are still in flight is not a stall: the DMA is busy then.
         self._begin_activity("reserve")
-        yield self.buffer.reserve()
+        yield from self.buffer.reserve()
         if self.in_flight == 0:
             self.record("stall:buffer full", max(self.since, self.idle_since), self.env.now, label)
         self._begin_activity("issue")

@@ -11,7 +11,7 @@ def test_full_buffer_stalls_the_writer_until_a_bank_is_released(ctx):
 
     def producer():
         for i in range(3):
-            yield buf.reserve()
+            yield from buf.reserve()
             log.append((f"reserved {i}", env.now))
             ready = env.event()
             buf.fill(ready, 1024)
@@ -44,7 +44,7 @@ def test_consumer_waits_for_data_in_fill_order(ctx):
 
     def producer():
         for event in (first, second):
-            yield buf.reserve()
+            yield from buf.reserve()
             buf.fill(event, 10)
         yield env.timeout(5)
         second.succeed("B")  # arrives first, but is consumed second
