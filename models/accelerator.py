@@ -127,36 +127,45 @@ class Accelerator:
         # Times of a run with skipped layers move to where the skipped layers put them back.
         self.reuse.finish_step(step.index, states)
         start, end = self.reuse.real_time(start), self.reuse.real_time(end)
-        records = [self._op_record(st) for st in states]
+        keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
         demands: dict[str, int] = {}
         moved: dict[str, int] = {}
-        for rec in records:
-            for key, value in rec.demands_ps.items():
+        records = []
+        for st in states:
+            op_demands, op_moved = self._op_demands(st)
+            for key, value in op_demands.items():
                 if key not in self.memories:
                     demands[key] = demands.get(key, 0) + value
-            for mem, nbytes in rec.bytes_by_memory.items():
+            for mem, nbytes in op_moved.items():
                 moved[mem] = moved.get(mem, 0) + nbytes
+            if keep:
+                records.append(OpRecord(st.op.name, st.op.kind, st.op.layer, st.step.index, st.step.phase,
+                                        st.first_issue_ps, st.done_ps, dict(op_demands), dict(op_moved)))
         for mem, nbytes in moved.items():
             demands[mem] = self.memories[mem].min_transfer_ps(nbytes)
-        keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
-        self.steps.append(StepRecord(step, start, end, demands, moved, records if keep else []))
+        self.steps.append(StepRecord(step, start, end, demands, moved, records))
         if self.progress is not None:
             self.progress(len(self.steps), len(self.program.steps), step.phase)
 
-    def _op_record(self, st: OpState) -> OpRecord:
+    def _op_demands(self, st: OpState) -> tuple[dict[str, int], dict[str, int]]:
+        """(roofline demands, bytes per memory) of one op (remembered for ops that decode steps
+        share: the same op and tile objects, or the same vector op size)."""
         op = st.op
-        key = (id(op), id(st.tiles))  # linear ops and their tiles are shared by decode steps
-        if op.kind != "linear" or key not in self._demands:
-            moved = self.op_bytes(st)
-            demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
-            demands.update(self.op_compute_demands(op, st))
-            if op.kind != "linear":
-                return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
-                                st.done_ps, demands, moved)
+        if op.kind == "linear":
+            key = (id(op), id(st.tiles))
+        elif op.kind == "vector":
+            key = (op.vector_op, op.elements)
+        else:
+            key = None
+        found = self._demands.get(key) if key is not None else None
+        if found is not None:
+            return found[2], found[3]
+        moved = self.op_bytes(st)
+        demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
+        demands.update(self.op_compute_demands(op, st))
+        if key is not None:
             self._demands[key] = (op, st.tiles, demands, moved)  # op and tiles kept: their ids stay unique
-        _, _, demands, moved = self._demands[key]
-        return OpRecord(op.name, op.kind, op.layer, st.step.index, st.step.phase, st.first_issue_ps,
-                        st.done_ps, dict(demands), dict(moved))
+        return demands, moved
 
     def op_bytes(self, st: OpState) -> dict[str, int]:
         """Bytes the op moves, per memory."""

@@ -24,6 +24,7 @@ identical results.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -81,6 +82,8 @@ class LayerReuse:
         self.program = acc.program
         self.enabled = acc.cfg.simulation.reuse_identical_layers and self.program.ops_per_layer is not None
         self.skips: list[Skip] = []
+        self._skip_times: list[int] = []  # when each skip happened
+        self._shifts: list[int] = [0]  # time skipped before the i-th skip
         self.layers_skipped = 0
         self._mark: _Mark | None = None
         self.tiles_skipped = 0
@@ -177,7 +180,7 @@ class LayerReuse:
         dma.current = replace(current, addr=current.addr + count * stride, tile=current.tile + count)
         for mem in self.acc.memories.values():
             mem.move_open_rows(st.op.name, count * stride)
-        self.skips.append(Skip(st.step.index, None, current.tile + 1, current.tile + count, mark.at_ps, period))
+        self._add_skip(Skip(st.step.index, None, current.tile + 1, current.tile + count, mark.at_ps, period))
         self.tiles_skipped += count
         self._add_skipped_stats(previous.stats, mark.stats, count)
 
@@ -350,7 +353,7 @@ class LayerReuse:
         period = mark.at_ps - previous.at_ps
         skip = Skip(step, layer, layer + 1, layer + count, mark.at_ps, period)
         self.program.skipped[step] = (skip.first, skip.last)
-        self.skips.append(skip)
+        self._add_skip(skip)
         self.layers_skipped += count
         self._add_skipped_stats(previous.stats, mark.stats, count)
 
@@ -373,9 +376,14 @@ class LayerReuse:
 
     # -- simulated time -> real time -------------------------------------------------
 
-    def shift_before(self, t: int, strict: bool = True) -> int:
-        """Total time skipped before simulated time ``t``."""
-        return sum(s.shift_ps for s in self.skips if (s.at_ps < t if strict else s.at_ps <= t))
+    def _add_skip(self, skip: Skip) -> None:
+        self.skips.append(skip)
+        self._skip_times.append(skip.at_ps)
+        self._shifts.append(self._shifts[-1] + skip.shift_ps)
+
+    def shift_before(self, t: int) -> int:
+        """Total time skipped before simulated time ``t`` (skips are in time order)."""
+        return self._shifts[bisect.bisect_left(self._skip_times, t)]
 
     def real_time(self, t: int | None) -> int | None:
         """The time ``t`` of the simulation stands for once skipped layers are put back."""
