@@ -101,7 +101,8 @@ class BankedBuffer(Component):
                 tuple(_due(event, now) for event in self.filled))
 
     def _trace_occupancy(self) -> None:
-        self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
+        if self.ctx.tracer.enabled:
+            self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
 
 
 def _due(event: simpy.Event, now: int):

@@ -76,8 +76,9 @@ class Memory(Component):
         start = self.env.now
         done = self.schedule(txn)
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
-        self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
-                              bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
+        if self.ctx.tracer.enabled:
+            self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
+                                  bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
         event = self.env.timeout(done - start, value=done if value is None else value)
         event.due_ps = done  # read by BankedBuffer.state (steady-state detection)
         return event
@@ -95,9 +96,10 @@ class Memory(Component):
             self.last_label[ch] = txn.label
         if self.port_free is not None:
             last = max(last, self._through_ports(shares, now))
+        times = self.stats.time_ps[self.ctx.phase]
         for state, total in zip(STATES, totals):
             if total:
-                self.stats.add_time(self.ctx.phase, state, total)
+                times[state] += total
         hops = max(self.hops[ch] for ch, _, _ in shares) if self.any_lateral else 0
         return last + self.latency_ps + hops * self.hop_ps
 

@@ -92,14 +92,19 @@ class PeArray(Component):
     def _compute(self, cmd: PeCommand, tile: Tile):
         self.activity = "compute"
         start = self.since = self.env.now
-        compute = cycles_to_ps(self.tile_cycles(cmd.fmt, tile), self.clock_mhz)
-        decode = self.decoder.decode_ps(tile.stored_weights) if cmd.decoded else 0
+        compute, decode = self._tile_ps(cmd.fmt, tile, cmd.decoded)
         yield self.env.timeout(max(compute, decode))
         self.record("busy", start, start + compute, cmd.label, rows=tile.rows, k=tile.k, n=tile.n)
         self.record("stall:waiting for decoder", start + compute, start + decode, cmd.label)
         if cmd.decoded:
             self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
             self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019  (tiles repeat: a few shapes per op)
+    def _tile_ps(self, fmt: WeightFormat, tile: Tile, decoded: bool) -> tuple[int, int]:
+        """(compute ps, decode ps) of one tile."""
+        compute = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
+        return compute, self.decoder.decode_ps(tile.stored_weights) if decoded else 0
 
     @functools.lru_cache(maxsize=64)  # noqa: B019  (a handful of formats per run)
     def pe_params(self, fmt: WeightFormat) -> PeParams:

@@ -252,22 +252,17 @@ class LayerReuse:
     def _layer_op_states(self, layer: int, states: list[OpState], now: int) -> tuple | None:
         """Progress of the ops around a layer boundary; None unless all older layers are done
         and no later layer has started."""
-        out = []
-        for st in states:
-            started, done = st.first_issue_ps is not None, st.done.processed
-            if st.op.layer is None:
-                if started and not done:
-                    return None
-                continue
-            if st.op.layer < layer - 1 and not done:
-                return None
-            if st.op.layer > layer and started:
-                return None
-            if st.op.layer == layer - 1:
-                out.append((-1, done, st.done.triggered))
-            elif st.op.layer == layer:  # reads of this layer the DMAs have already issued
-                out.append((0, done, st.done.triggered, None if not started else st.first_issue_ps - now))
-        return tuple(out)
+        start, per = self.program.layer_start, self.program.ops_per_layer
+        previous, current = start.get(layer - 1), start[layer]
+        if previous is None or current != previous + per:
+            return None
+        if not all(st.done.processed for st in states[:previous] if st.first_issue_ps is not None or st.op.layer is not None):
+            return None
+        if any(st.first_issue_ps is not None for st in states[current + per:]):
+            return None
+        return (tuple((st.done.processed, st.done.triggered) for st in states[previous:current]),
+                tuple((st.done.processed, st.done.triggered, None if st.first_issue_ps is None else st.first_issue_ps - now)
+                      for st in states[current:current + per]))
 
     def _running_op_states(self, step: int) -> tuple:
         """Which ops have started and are not done yet (in this step and any prefetched one)."""

@@ -38,7 +38,8 @@ class Component:
         if end_ps <= start_ps:
             return
         self.stats.add_time(self.ctx.phase, state, end_ps - start_ps)
-        self.ctx.tracer.slice(self.name, state, label or state, start_ps, end_ps, **args)
+        if self.ctx.tracer.enabled:
+            self.ctx.tracer.slice(self.name, state, label or state, start_ps, end_ps, **args)
 
     def hold(self, state: str, duration_ps: int, label: str = "", **args):
         """Spend ``duration_ps`` in ``state`` (a SimPy generator: ``yield from``)."""
