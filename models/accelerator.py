@@ -72,7 +72,8 @@ class Accelerator:
         self.ctx = SimContext(self.env, Tracer())
         self.placement = self._place_tensors()
         self.steps: list[StepRecord] = []
-        self._demands: dict[tuple[int, int], tuple] = {}
+        self._demands: dict[tuple, tuple] = {}
+        self._shared_demands: dict[tuple[int, int], tuple[dict, dict]] = {}
         self._build()
 
     def _build(self) -> None:
@@ -128,9 +129,28 @@ class Accelerator:
         self.reuse.finish_step(step.index, states)
         start, end = self.reuse.real_time(start), self.reuse.real_time(end)
         keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
-        demands: dict[str, int] = {}
-        moved: dict[str, int] = {}
         records = []
+        if keep:
+            demands, moved = self._add_demands({}, {}, states)
+            records = [OpRecord(st.op.name, st.op.kind, st.op.layer, st.step.index, st.step.phase, st.first_issue_ps,
+                                st.done_ps, *map(dict, self._op_demands(st))) for st in states]
+        else:  # the ops shared by steps with as many new tokens are summed once
+            shared = self.workload.kv_independent_nodes
+            key = (step.tokens, step.batch)
+            if key not in self._shared_demands:
+                self._shared_demands[key] = self._add_demands({}, {}, [st for st in states if st.op.name in shared])
+            demands, moved = map(dict, self._shared_demands[key])
+            self._add_demands(demands, moved, [st for st in states if st.op.name not in shared])
+        for mem, nbytes in moved.items():
+            demands[mem] = self.memories[mem].min_transfer_ps(nbytes)
+        self.steps.append(StepRecord(step, start, end, demands, moved, records))
+        if self.progress is not None:
+            self.progress(len(self.steps), len(self.program.steps), step.phase)
+
+    def _add_demands(self, demands: dict[str, int], moved: dict[str, int],
+                     states: list[OpState]) -> tuple[dict[str, int], dict[str, int]]:
+        """Add the compute demands and bytes of ``states`` to the totals (memory demands follow
+        from the bytes of the whole step)."""
         for st in states:
             op_demands, op_moved = self._op_demands(st)
             for key, value in op_demands.items():
@@ -138,14 +158,7 @@ class Accelerator:
                     demands[key] = demands.get(key, 0) + value
             for mem, nbytes in op_moved.items():
                 moved[mem] = moved.get(mem, 0) + nbytes
-            if keep:
-                records.append(OpRecord(st.op.name, st.op.kind, st.op.layer, st.step.index, st.step.phase,
-                                        st.first_issue_ps, st.done_ps, dict(op_demands), dict(op_moved)))
-        for mem, nbytes in moved.items():
-            demands[mem] = self.memories[mem].min_transfer_ps(nbytes)
-        self.steps.append(StepRecord(step, start, end, demands, moved, records))
-        if self.progress is not None:
-            self.progress(len(self.steps), len(self.program.steps), step.phase)
+        return demands, moved
 
     def _op_demands(self, st: OpState) -> tuple[dict[str, int], dict[str, int]]:
         """(roofline demands, bytes per memory) of one op (remembered for ops that decode steps

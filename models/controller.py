@@ -27,7 +27,7 @@ from tlmsim.transaction import Command, Transaction
 from tlmsim.workloads.phases import Op, Step, Workload
 
 
-@dataclass
+@dataclass(slots=True)
 class OpState:
     """One op of one step while it runs: its tiles, completion event and timestamps."""
 
@@ -39,6 +39,10 @@ class OpState:
     done_ps: int | None = None
     # Tiles [first, last] skipped by steady-state reuse (shared with the PE command and the DMA).
     skipped_tiles: list[int] = field(default_factory=list)
+
+    def mark_done(self, event: simpy.Event) -> None:
+        """Callback of ``done``: note the completion time."""
+        self.done_ps = event.env.now
 
     def mark_issue(self, now_ps: int) -> None:
         """Note the first time any work of this op started (DMA read or dispatch)."""
@@ -108,9 +112,8 @@ class Program:
         self._states.pop(index, None)
 
     def _new_state(self, op: Op, step: Step) -> OpState:
-        st = OpState(op, step, self.env.event())
-        st.tiles = self.tiles(op)
-        st.done.callbacks.append(lambda _event: setattr(st, "done_ps", self.env.now))
+        st = OpState(op, step, self.env.event(), self.tiles(op))
+        st.done.callbacks.append(st.mark_done)
         return st
 
     def tiles(self, op: Op) -> list[Tile]:

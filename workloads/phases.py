@@ -103,6 +103,11 @@ class Workload:
     def _op_cache(self) -> dict[tuple[str, int, int], Op]:
         return {}
 
+    @property
+    def kv_independent_nodes(self) -> set[str]:
+        """Nodes whose op is the same in every step with the same number of new tokens."""
+        return self._kv_free
+
     @cached_property
     def _kv_free(self) -> set[str]:
         """Nodes whose op does not depend on the KV length (reused across decode steps)."""
