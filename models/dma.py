@@ -117,5 +117,6 @@ class Dma(Component):
     def state(self, now: int, relative) -> tuple:
         """Everything that decides this DMA's future, relative to ``now`` (``relative`` maps a
         descriptor to its layer-relative position)."""
-        return (self.activity, now - self.since, self.in_flight, relative(self.current),
+        waiting = now - self.since if self.activity in ("dependency", "reserve") else 0  # else unused
+        return (self.activity, waiting, self.in_flight, relative(self.current),
                 now - self.busy_since if self.in_flight else now - self.idle_since)

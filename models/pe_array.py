@@ -87,7 +87,8 @@ class PeArray(Component):
         """Everything that decides the array's future, relative to ``now`` (``relative`` maps a
         command to its relative position, ``tile_base`` is subtracted from the tile index)."""
         queued = tuple(relative(c) for c in self.commands.items)
-        return (self.activity, now - self.since, relative(self.cmd), self.tile_index - tile_base, queued)
+        since = now - self.since if self.activity != "idle" else 0  # an idle array records nothing
+        return (self.activity, since, relative(self.cmd), self.tile_index - tile_base, queued)
 
     def _compute(self, cmd: PeCommand, tile: Tile):
         self.activity = "compute"

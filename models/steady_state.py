@@ -117,8 +117,10 @@ class LayerReuse:
         """Called by the PE array before it waits for tile ``index`` of ``cmd``: skips the
         op's remaining identical tiles once the system state repeats from tile to tile."""
         st = cmd.tag
-        if (not self.enabled or self.acc.ctx.tracer.enabled or st is None or st.skipped_tiles
-                or self._tile_tries.get(id(st), 0) > MAX_TILE_TRIES):
+        # Only ops outside the decoder layers: inside them, skipped layers already account for
+        # the repetition, and a tile skip inside the period of a layer skip would shift it.
+        if (not self.enabled or self.acc.ctx.tracer.enabled or st is None or st.op.layer is not None
+                or st.skipped_tiles or self._tile_tries.get(id(st), 0) > MAX_TILE_TRIES):
             return
         run = self._tile_run(st, index)
         if run is None:

@@ -1,0 +1,65 @@
+"""Steady-state reuse must not change any result: runs with and without it are compared
+field by field (step times, op spans, roofline demands, utilisation, per-channel reports)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tlmsim.config import load_config
+from tlmsim.simulate import simulate
+
+FLAGSHIP = Path(__file__).resolve().parents[2] / "configs" / "u280_llama7b.yaml"
+SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=4"]
+
+
+def _run(overrides: list[str], reuse: bool):
+    cfg = load_config(FLAGSHIP, [*SHORT, *overrides, f"simulation.reuse_identical_layers={str(reuse).lower()}"])
+    result, acc = simulate(cfg)
+    result.pop("config")  # differs in the reuse flag only
+    return json.dumps(result, sort_keys=True), acc
+
+
+@pytest.mark.parametrize("overrides", [
+    [],  # the flagship: HBM-bound decode
+    ["memory.hbm.bandwidth_gbps=200", "workload.batch=2"],  # slower memory, two sequences
+    ["workload.batch=16"],  # PE-bound decode
+    ["workload.weight_format=fp16", "placement.weights=[hbm, ddr]", "placement.embeddings=[hbm, ddr]"],  # DDR4 spill
+    ["memory.hbm.dram=null", "memory.hbm.switch=null"],  # ideal channels
+], ids=["flagship", "200GBps-batch2", "batch16", "fp16-spill", "ideal-hbm"])
+def test_reuse_changes_no_result(overrides):
+    with_reuse, acc = _run(overrides, True)
+    without, plain = _run(overrides, False)
+    assert plain.reuse.layers_skipped == 0
+    assert with_reuse == without
+
+
+def test_flagship_decode_skips_layers_and_lm_head_tiles():
+    _, acc = _run([], True)
+    reuse = acc.reuse
+    # Steps 2-4 are untraced: each simulates layers 0-2 and skips 29; the fp16 lm_head's
+    # 250 tiles of 1 MiB repeat after a few tiles.
+    assert reuse.layers_skipped == 3 * 29
+    assert reuse.tiles_skipped > 3 * 230
+    step = acc.steps[-1]
+    spans = [(op.start_ps, op.end_ps) for op in step.ops if op.name.endswith("mlp.down_proj")]
+    assert len(spans) == 32
+    # Skipped layers are put back one period apart, in order, inside the step.
+    starts = [s for s, _ in spans]
+    assert starts == sorted(starts) and step.start_ps < starts[0] and spans[-1][1] <= step.end_ps
+    periods = {b - a for a, b in zip(starts[2:], starts[3:])}
+    assert len(periods) == 1
+
+
+def test_windowed_refresh_is_never_periodic_so_nothing_is_skipped():
+    # Fixed refresh windows make the absolute time part of the state.
+    override = ["memory.hbm.dram.refresh=windowed"]
+    with_reuse, acc = _run(override, True)
+    without, _ = _run(override, False)
+    assert acc.reuse.layers_skipped == 0 and acc.reuse.tiles_skipped == 0
+    assert with_reuse == without
+
+
+def test_traced_steps_are_simulated_in_full():
+    _, acc = _run(["trace.decode_steps=4"], True)
+    assert acc.reuse.layers_skipped == 0
