@@ -169,6 +169,9 @@ class Memory(Component):
         clip = self.dram.idle_horizon()
         rows = []
         for ch in range(self.cfg.channels):
+            if self.timing.ideal:  # no open rows: only the free time matters
+                rows.append((max(self.dram.free[ch] - now, -clip),))
+                continue
             last_chunk, *rest = self.dram.state[ch]
             label = self.last_label[ch]
             name, base_chunk = relative(label) if label is not None else (None, 0)
@@ -217,15 +220,21 @@ class Memory(Component):
                 for data, occupied in table]
 
 
-def tensor_alignment(cfg: MemoryConfig) -> tuple[int, int]:
+def addressable_bytes(cfg: MemoryConfig) -> int:
+    """Bytes the address map reaches (a channel range reaches only its channels)."""
+    return cfg.capacity_bytes // cfg.channels * _channel_set(cfg)[1]
+
+
+def tensor_alignment(cfg: MemoryConfig) -> tuple[int | None, int]:
     """(alignment, guard) in bytes for placing tensors in this memory.
 
     A tensor starts where the address map and the DRAM costs repeat (same channel, same
     bank and row offset in every channel) and at least the open-row horizon after the
     previous tensor, so a tensor's access costs do not depend on where it lies or on its
     neighbours: the same layer at another address behaves the same, which lets the
-    controller reuse identical layers (models/steady_state.py). (4096, 0) when the period
-    is a whole channel (``one`` placement, ``bank_row_column`` mapping).
+    controller reuse identical layers (models/steady_state.py). (None, 0) when the period
+    is a whole channel (``one`` placement, ``bank_row_column`` mapping): tensors are then
+    only page-aligned and their costs depend on where they lie.
     """
     _, spread = _channel_set(cfg)
     timing = DramTiming.build(cfg.dram, cfg.burst_bytes, cfg.bandwidth_gbps / cfg.channels,
@@ -234,7 +243,7 @@ def tensor_alignment(cfg: MemoryConfig) -> tuple[int, int]:
     local_period = timing.burst_bytes if timing.ideal else channels.period
     period = spread * math.lcm(cfg.interleave_bytes, local_period)
     if cfg.placement_channels == "one" or period > cfg.capacity_bytes // 64:
-        return 4096, 0
+        return None, 0
     guard = 0 if timing.ideal else spread * (channels.horizon * timing.chunk_bytes + cfg.interleave_bytes)
     return math.lcm(4096, period), guard
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tlmsim.config import Config
 from tlmsim.errors import CapacityError
-from tlmsim.models.memory import tensor_alignment
+from tlmsim.models.memory import addressable_bytes, tensor_alignment
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Placement:
     """Allocates tensors in order into the first listed memory with room."""
 
     def __init__(self, cfg: Config):
-        self.capacity = {name: mem.capacity_bytes for name, mem in cfg.memory.items()}
+        self.capacity = {name: addressable_bytes(mem) for name, mem in cfg.memory.items()}
         self.used = dict.fromkeys(cfg.memory, 0)
         self.regions: dict[str, Region] = {}
         self.placement = cfg.placement
@@ -48,7 +48,7 @@ class Placement:
         """Where the next tensor in ``memory`` starts: aligned, a guard after the last one."""
         align, guard = self.alignment[memory]
         end = self.used[memory]
-        return _align(end + guard, align) if end else 0
+        return _align(end + guard, align or 4096) if end else 0
 
     def __getitem__(self, tensor: str) -> Region:
         return self.regions[tensor]

@@ -161,7 +161,7 @@ class LayerReuse:
     def _find_tile_runs(self, st: OpState) -> list[tuple[int, int, int]]:
         if st.op.operand_tensor is None:
             return []
-        align, guard = self.acc.placement.alignment[self.acc.placement[st.op.operand_tensor].memory]
+        align, _ = self.acc.placement.alignment[self.acc.placement[st.op.operand_tensor].memory]
         tiles, runs, i = st.tiles, [], 0
         shape = lambda t: (t.groups, t.rows, t.k, t.n, t.nbytes, t.stored_weights)  # noqa: E731
         while i + 1 < len(tiles):
@@ -169,7 +169,7 @@ class LayerReuse:
             while (j + 1 < len(tiles) and shape(tiles[j + 1]) == shape(tiles[i])
                    and tiles[j + 1].offset - tiles[j].offset == stride):
                 j += 1
-            if j - i + 1 >= MIN_TILE_RUN and guard and stride % align == 0:
+            if j - i + 1 >= MIN_TILE_RUN and align and stride % align == 0:
                 runs.append((i, j, stride))
             i = max(j, i + 1)
         return runs
@@ -229,8 +229,8 @@ class LayerReuse:
         if tensor is None:
             return None
         region = self.acc.placement[tensor]
-        align, guard = self.acc.placement.alignment[region.memory]
-        return (region.memory, region.addr % align) if guard else False
+        align, _ = self.acc.placement.alignment[region.memory]
+        return (region.memory, region.addr % align) if align else False
 
     def signature(self, frame: _Frame, ops: tuple | None, now: int) -> tuple | None:
         """The whole system's state relative to ``now`` and to ``frame``; None if it cannot

@@ -105,8 +105,11 @@ def test_unreadable_config_files(tmp_path, capsys, text, message):
     (["--set", "workload.model=llama-9000"], "is neither a shipped model"),
     (["--set", "workload.batch"], "must look like section.field=value"),
     (["--set", "nosuch.x=1"], "'nosuch' is not a section"),
+    (["--set", "memory.hbm.placement_channels=range", "--set", "memory.hbm.channel_range=[0, 8]"],
+     "free of 2.15 GB"),
 ], ids=["weights beyond capacity", "weight bank below one tile", "activation buffer below one token",
-        "unknown model", "override without value", "override of a missing section"])
+        "unknown model", "override without value", "override of a missing section",
+        "weights beyond a channel range"])
 def test_run_time_mistakes(tmp_path, capsys, overrides, message):
     assert message in _run(tmp_path, capsys, ["run", str(FLAGSHIP), *overrides])
 
