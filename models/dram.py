@@ -40,6 +40,7 @@ interior channels of an interleaved tile) share one cost computation.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 from tlmsim.config import DramTimingConfig
@@ -162,9 +163,10 @@ class DramChannels:
         return max(t.wtr, t.rtw, paid) + 1
 
     def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
-              table: list[list[int]], request: tuple | None = None) -> tuple[int, list[int]]:
-        """Reserve each (channel, local start, bytes) share; adds [data ps, occupied ps] per channel
-        to ``table`` and returns (last end, time per STATES summed over the shares).
+              table: tuple[list[int], list[int]], request: tuple | None = None) -> tuple[int, list[int]]:
+        """Reserve each (channel, local start, bytes) share; adds data ps and occupied ps per
+        channel to ``table`` (two lists) and returns (last end, time per STATES summed over the
+        shares).
 
         ``request`` (e.g. (address, bytes)) names the shares: the outcome of the same request
         on channels in the same state, relative to now, is remembered and replayed (decode
@@ -172,46 +174,79 @@ class DramChannels:
         absolute time."""
         if request is None or self.t.windowed_refresh:
             return self._serve(shares, write, now, slow, table)
+        if len(shares) == len(self.free):
+            return self._serve_all(shares, write, now, slow, table, request)
         free, state, debt = self.free, self.state, self.debt
         key = (request, write, tuple([free[ch] - now for ch, _, _ in shares]),
                tuple([state[ch] for ch, _, _ in shares]), tuple([debt[ch] for ch, _, _ in shares]))
         outcome = self._served.get(key)
+        data, occupied = table
         if outcome is None:
-            before = [(table[ch][0], table[ch][1]) for ch, _, _ in shares]
+            before = [(data[ch], occupied[ch]) for ch, _, _ in shares]
             last, totals = self._serve(shares, write, now, slow, table)
-            outcome = (last - now, totals, [(free[ch] - now, state[ch], debt[ch], table[ch][0] - b[0], table[ch][1] - b[1])
-                                            for (ch, _, _), b in zip(shares, before)])
-            if len(self._served) > 20_000:
-                self._served.clear()
-            self._served[key] = outcome
+            outcome = (last - now, totals, [(free[ch] - now, state[ch], debt[ch], data[ch] - d, occupied[ch] - o)
+                                            for (ch, _, _), (d, o) in zip(shares, before)])
+            self._remember(key, outcome)
             return last, totals
         last, totals, channels = outcome
-        for (ch, _, _), (end, after, owed, data, occupied) in zip(shares, channels):
+        for (ch, _, _), (end, after, owed, busy, used) in zip(shares, channels):
             free[ch] = now + end
             state[ch] = after
             debt[ch] = owed
-            entry = table[ch]
-            entry[0] += data
-            entry[1] += occupied
+            data[ch] += busy
+            occupied[ch] += used
         return now + last, list(totals)
 
-    def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
-               table: list[list[int]]) -> tuple[int, list[int]]:
+    def _serve_all(self, shares, write: bool, now: int, slow: list[float], table: tuple[list[int], list[int]],
+                   request: tuple) -> tuple[int, list[int]]:
+        """``serve`` of a request that touches every channel (most tiles): whole-list operations."""
         free, state, debt = self.free, self.state, self.debt
+        key = (request, write, tuple(map(now.__rsub__, free)), tuple(state), tuple(debt))
+        outcome = self._served.get(key)
+        data, occupied = table
+        if outcome is None:
+            before = (list(data), list(occupied))
+            last, totals = self._serve(shares, write, now, slow, table)
+            self._remember(key, (last - now, totals, [end - now for end in free], list(state), list(debt),
+                                 list(map(operator.sub, data, before[0])),
+                                 list(map(operator.sub, occupied, before[1]))))
+            return last, totals
+        last, totals, ends, states, debts, busy, used = outcome
+        free[:] = map(now.__add__, ends)
+        state[:] = states
+        debt[:] = debts
+        data[:] = map(operator.add, data, busy)
+        occupied[:] = map(operator.add, occupied, used)
+        return now + last, list(totals)
+
+    def _remember(self, key: tuple, outcome: tuple) -> None:
+        if len(self._served) > 20_000:  # bound memory on long or irregular runs
+            self._served.clear()
+        self._served[key] = outcome
+
+    def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
+               table: tuple[list[int], list[int]]) -> tuple[int, list[int]]:
+        free, state, debt = self.free, self.state, self.debt
+        data, occupied = table
         groups: dict = {}  # the interior channels of a tile: same range, state and free time
+        group = None
+        p_start = p_bytes = p_state = p_free = p_debt = p_slow = None
         for ch, start, nbytes in shares:
-            key = (start, nbytes, state[ch], free[ch], debt[ch], slow[ch])
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = self._serve_one(start, nbytes, state[ch], free[ch], debt[ch], write, now,
-                                                      slow[ch])
+            st, busy_until, owed, lateral = state[ch], free[ch], debt[ch], slow[ch]
+            # Neighbouring channels mostly share everything: compare before building a key.
+            if not (st is p_state and start == p_start and nbytes == p_bytes and busy_until == p_free
+                    and owed == p_debt and lateral == p_slow):
+                key = (start, nbytes, st, busy_until, owed, lateral)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = self._serve_one(start, nbytes, st, busy_until, owed, write, now, lateral)
+                p_start, p_bytes, p_state, p_free, p_debt, p_slow = key
             group[5] += 1
             free[ch] = group[0]
             state[ch] = group[1]
             debt[ch] = group[6]
-            entry = table[ch]
-            entry[0] += group[2]
-            entry[1] += group[3]
+            data[ch] += group[2]
+            occupied[ch] += group[3]
         totals = [0] * len(STATES)
         last = now
         for end, _, _, _, parts, count, _ in groups.values():

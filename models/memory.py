@@ -41,7 +41,7 @@ class Memory(Component):
         self.timing = DramTiming.build(cfg.dram, cfg.burst_bytes, self.channel_gbps, self.channel_bytes)
         self.dram = DramChannels(self.timing, cfg.channels)
         self._build_switch()
-        self.channel_ps: dict[str, list[list[int]]] = {}  # phase -> per channel [data ps, occupied ps]
+        self.channel_ps: dict[str, tuple[list[int], list[int]]] = {}  # phase -> (data ps, occupied ps) per channel
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
         self._streaming: dict[bool, float] = {}
         self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
@@ -89,7 +89,7 @@ class Memory(Component):
         shares = self.split_local(txn.addr, txn.nbytes)
         table = self.channel_ps.get(self.ctx.phase)
         if table is None:
-            table = self.channel_ps[self.ctx.phase] = [[0, 0] for _ in range(self.cfg.channels)]
+            table = self.channel_ps[self.ctx.phase] = ([0] * self.cfg.channels, [0] * self.cfg.channels)
         last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table,
                                        (txn.addr, txn.nbytes))
         for ch, _, _ in shares:
@@ -214,10 +214,10 @@ class Memory(Component):
         """Per channel over ``duration_ps`` of ``phase``: "busy" (data at peak = achieved / peak),
         "overhead" (refresh, rows, turnaround, bank groups, switch; reasons summed in stats),
         "idle" (the rest)."""
-        table = self.channel_ps.get(phase) or [[0, 0] for _ in range(self.cfg.channels)]
+        data_ps, occupied_ps = self.channel_ps.get(phase) or ([0] * self.cfg.channels, [0] * self.cfg.channels)
         span = duration_ps or 1
         return [{"busy": data / span, "overhead": (occupied - data) / span, "idle": max(0.0, 1 - occupied / span)}
-                for data, occupied in table]
+                for data, occupied in zip(data_ps, occupied_ps)]
 
 
 def addressable_bytes(cfg: MemoryConfig) -> int:

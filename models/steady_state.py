@@ -343,7 +343,7 @@ class LayerReuse:
             snap[name] = ({k: v for k, v in comp.stats.time_ps.get(phase, {}).items()},
                           {k: v for k, v in comp.stats.counts.get(phase, {}).items()})
         for name, mem in self.acc.memories.items():
-            snap[("channels", name)] = [list(row) for row in mem.channel_ps.get(phase, [])]
+            snap[("channels", name)] = tuple(list(column) for column in mem.channel_ps.get(phase, ([], [])))
         return snap
 
     def _skip(self, step: int, layer: int, count: int, previous: _Mark, mark: _Mark) -> None:
@@ -366,10 +366,9 @@ class LayerReuse:
                     comp.stats.counts[phase][key] += count * (value - c0.get(key, 0))
         for name, mem in self.acc.memories.items():
             rows0, rows1 = before[("channels", name)], after[("channels", name)]
-            table = mem.channel_ps.get(phase)
-            for ch, (row0, row1) in enumerate(zip(rows0, rows1)):
-                table[ch][0] += count * (row1[0] - row0[0])
-                table[ch][1] += count * (row1[1] - row0[1])
+            for column, before_, after_ in zip(mem.channel_ps.get(phase, ([], [])), rows0, rows1):
+                for ch, (value0, value1) in enumerate(zip(before_, after_)):
+                    column[ch] += count * (value1 - value0)
 
     # -- simulated time -> real time -------------------------------------------------
 

@@ -211,7 +211,7 @@ def test_a_remembered_request_outcome_equals_a_fresh_one(ctx):
             now = step * 50_000_000
             for addr, nbytes in sequence:
                 shares = mem.split_local(addr, nbytes)
-                table = [[0, 0] for _ in range(32)]
+                table = ([0] * 32, [0] * 32)
                 last, totals = mem.dram.serve(shares, False, now, mem.slow, table, (addr, nbytes) if remember else None)
                 outcomes.append((last, totals, table, list(mem.dram.free), list(mem.dram.state), list(mem.dram.debt)))
                 now += 100_000
