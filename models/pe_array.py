@@ -18,7 +18,6 @@ tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import simpy
@@ -61,6 +60,8 @@ class PeArray(Component):
         self.activity = "idle"  # idle | operands | compute
         self.since = 0  # when the current activity began
         self.on_tile_start = None  # called with (command, tile index) before each tile
+        self._tile_times: dict[tuple, tuple[int, int]] = {}
+        self._params: dict[WeightFormat, PeParams] = {}
         self.process = self.env.process(self.run())
 
     def run(self):
@@ -101,15 +102,21 @@ class PeArray(Component):
             self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
             self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019  (tiles repeat: a few shapes per op)
     def _tile_ps(self, fmt: WeightFormat, tile: Tile, decoded: bool) -> tuple[int, int]:
-        """(compute ps, decode ps) of one tile."""
-        compute = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
-        return compute, self.decoder.decode_ps(tile.stored_weights) if decoded else 0
+        """(compute ps, decode ps) of one tile (remembered: tiles repeat, a few shapes per op)."""
+        key = (fmt, tile, decoded)
+        if key not in self._tile_times:
+            compute = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
+            self._tile_times[key] = compute, self.decoder.decode_ps(tile.stored_weights) if decoded else 0
+        return self._tile_times[key]
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019  (a handful of formats per run)
     def pe_params(self, fmt: WeightFormat) -> PeParams:
         """The PE configuration that runs ``fmt``: its N:M pattern, or the built one in dense mode."""
+        if fmt not in self._params:
+            self._params[fmt] = self._pe_params(fmt)
+        return self._params[fmt]
+
+    def _pe_params(self, fmt: WeightFormat) -> PeParams:
         ternary = fmt.encoding == "ternary"
         if fmt.sparse:
             return PeParams(fmt.n, fmt.m, self.cfg.lanes, ternary=ternary)
