@@ -71,6 +71,7 @@ class _Mark:
     at_ps: int
     signature: tuple
     stats: dict
+    traced: tuple[int, int]  # trace records so far (slices, counters)
 
 
 class LayerReuse:
@@ -95,15 +96,14 @@ class LayerReuse:
 
     def at_layer_start(self, step, layer: int, states: list[OpState]) -> None:
         """Called by the controller just before it dispatches the first op of ``layer``."""
-        if not self.enabled or self.acc.ctx.tracer.enabled:
-            self._mark = None
-            return
         for dma in (self.acc.weight_dma, self.acc.kv_dma):
-            dma.close_intervals()
+            dma.close_intervals()  # with or without reuse: traces split the same way
+        if not self.enabled:
+            return
         now = self.env.now
         frame = _Frame(step.index, layer=layer)
         signature = self.signature(frame, self._layer_op_states(layer, states, now), now)
-        mark = _Mark(step.index, layer, now, signature, self._snapshot())
+        mark = _Mark(step.index, layer, now, signature, self._snapshot(), self.acc.ctx.tracer.mark())
         previous, self._mark = self._mark, mark
         if (previous is None or previous.step != step.index or previous.layer != layer - 1
                 or mark.signature is None or previous.signature != mark.signature
@@ -119,43 +119,46 @@ class LayerReuse:
         st = cmd.tag
         # Only ops outside the decoder layers: inside them, skipped layers already account for
         # the repetition, and a tile skip inside the period of a layer skip would shift it.
-        if (not self.enabled or self.acc.ctx.tracer.enabled or st is None or st.op.layer is not None
-                or st.skipped_tiles or self._tile_tries.get(id(st), 0) > MAX_TILE_TRIES):
+        if st is None or st.op.layer is not None:
             return
         run = self._tile_run(st, index)
         if run is None:
             return
-        self._tile_tries[id(st)] = self._tile_tries.get(id(st), 0) + 1
         for dma in (self.acc.weight_dma, self.acc.kv_dma):
-            dma.close_intervals()
+            dma.close_intervals()  # with or without reuse: statistics and traces split the same way
+        if (not self.enabled or st.skipped_tiles or self._tile_tries.get(id(st), 0) > MAX_TILE_TRIES
+                or not run[0] <= index - 1 < index < run[1]):
+            return
+        self._tile_tries[id(st)] = self._tile_tries.get(id(st), 0) + 1
         now = self.env.now
         frame = _Frame(st.step.index, op=st.op.name, tile=index, tile_offset=st.tiles[index].offset)
         mark = _Mark(st.step.index, index, now, self.signature(frame, self._running_op_states(st.step.index), now),
-                     self._snapshot())
+                     self._snapshot(), self.acc.ctx.tracer.mark())
         previous, self._tile_mark = self._tile_mark, (id(st), mark)
-        if previous is None or previous[0] != id(st) or previous[1].layer != index - 1 \
-                or mark.signature is None or previous[1].signature != mark.signature:
+        if previous is None or previous[0] != id(st) or previous[1].step != mark.step \
+                or previous[1].layer != index - 1 or mark.signature is None \
+                or previous[1].signature != mark.signature:
             return
         dma = self.acc.weight_dma if cmd.decoded else self.acc.kv_dma
         current = dma.current
         if current is None or current.tag is not st or dma.activity != "reserve":
             return  # the DMA is past this op: nothing left to skip
-        last, stride = run
+        _, last, stride = run
         count = last - current.tile
         if count < 1:
             return
         self._skip_tiles(st, dma, current, count, stride, previous[1], mark)
 
-    def _tile_run(self, st: OpState, index: int) -> tuple[int, int] | None:
-        """(last tile, byte stride) of the run of identical, evenly spaced tiles holding tiles
-        ``index - 1`` and ``index``, if the stride keeps DRAM costs identical (a multiple of
-        the memory's alignment period); else None."""
+    def _tile_run(self, st: OpState, index: int) -> tuple[int, int, int] | None:
+        """(first tile, last tile, byte stride) of the run of identical, evenly spaced tiles
+        holding tile ``index``, if the stride keeps DRAM costs identical (a multiple of the
+        memory's alignment period); else None."""
         runs = self._tile_runs.get(id(st.tiles))
         if runs is None:
             runs = self._tile_runs[id(st.tiles)] = (st.tiles, self._find_tile_runs(st))
         for first, last, stride in runs[1]:
-            if first <= index - 1 and index < last:
-                return last, stride
+            if first <= index <= last:
+                return first, last, stride
         return None
 
     def _find_tile_runs(self, st: OpState) -> list[tuple[int, int, int]]:
@@ -185,6 +188,9 @@ class LayerReuse:
         self._add_skip(Skip(st.step.index, None, current.tile + 1, current.tile + count, mark.at_ps, period))
         self.tiles_skipped += count
         self._add_skipped_stats(previous.stats, mark.stats, count)
+        tracer = self.acc.ctx.tracer
+        tracer.repeat(previous.traced, mark.traced, count, period, lambda name, _j: name)
+        tracer.offset_ps += count * period
 
     def _identical_layers_after(self, layer: int) -> int:
         """How many layers after ``layer`` are identical to it and to ``layer - 1``."""
@@ -353,6 +359,32 @@ class LayerReuse:
         self._add_skip(skip)
         self.layers_skipped += count
         self._add_skipped_stats(previous.stats, mark.stats, count)
+        tracer = self.acc.ctx.tracer
+        tracer.repeat(previous.traced, mark.traced, count, period, self._layer_name)
+        tracer.offset_ps += skip.shift_ps
+        # What layers L-1 and L record from now on happens in layers L+k-1 and L+k.
+        moved = {layer - 1, layer}
+        positions = self._positions_map()
+        tracer.rename = lambda name: (self._layer_name(name, count) if positions.get(name, (None,))[0] in moved
+                                      else name)
+
+    def _layer_name(self, name: str, layers: int) -> str:
+        """The name of op ``name``'s counterpart ``layers`` decoder layers later (names that are
+        not decoder-layer ops are kept)."""
+        op_layer, position = self._where(name) if name in self._positions_map() else (None, 0)
+        if op_layer is None:
+            return name
+        return self._names[self.program.layer_start[op_layer + layers] + position]
+
+    def _positions_map(self) -> dict:
+        if not hasattr(self, "_positions"):
+            self._where(self.program.workload.node_order[0])
+        return self._positions
+
+    @cached_property
+    def _names(self) -> list[str]:
+        """Op names of a step, in order."""
+        return [op.name for op in self.program.workload.ops(self.program.steps[0])]
 
     def _add_skipped_stats(self, before: dict, after: dict, count: int) -> None:
         phase = self.acc.ctx.phase
@@ -388,6 +420,8 @@ class LayerReuse:
     def finish_step(self, step: int, states: list[OpState]) -> None:
         """Put real times on every op state of a finished step, the skipped ones included."""
         self._tile_tries.clear()
+        self._tile_mark = None
+        self.acc.ctx.tracer.rename = None
         skip = next((s for s in self.skips if s.step == step and s.layer is not None), None)
         special = {}
         if skip is not None:

@@ -42,16 +42,37 @@ class Tracer:
         self.enabled = True
         self.slices: list[Slice] = []
         self.counters: list[Counter] = []
+        # Set by steady-state reuse (models/steady_state.py): simulated time plus offset_ps is
+        # the real time once skipped layers are put back, and ``rename`` gives a record of the
+        # layer that stands for a skipped run the name of the layer it stands for.
+        self.offset_ps = 0
+        self.rename = None
 
     def slice(self, track: str, state: str, name: str, start_ps: int, end_ps: int, **args) -> None:
         """Record an interval if tracing is on."""
         if self.enabled and end_ps > start_ps:
-            self.slices.append(Slice(track, state, name, start_ps, end_ps, args))
+            if self.rename is not None:
+                name = self.rename(name)
+            self.slices.append(Slice(track, state, name, start_ps + self.offset_ps, end_ps + self.offset_ps, args))
 
     def counter(self, track: str, ts_ps: int, value: float) -> None:
         """Record a counter sample if tracing is on."""
         if self.enabled:
-            self.counters.append(Counter(track, ts_ps, value))
+            self.counters.append(Counter(track, ts_ps + self.offset_ps, value))
+
+    def repeat(self, first: tuple[int, int], last: tuple[int, int], times: int, period_ps: int, rename) -> None:
+        """Append ``times`` copies of the records between two marks (``(slices, counters)``
+        counts), copy j moved by j x ``period_ps`` and its names mapped by ``rename(name, j)``."""
+        slices, counters = self.slices[first[0]:last[0]], self.counters[first[1]:last[1]]
+        for j in range(1, times + 1):
+            shift = j * period_ps
+            self.slices += [Slice(s.track, s.state, rename(s.name, j), s.start_ps + shift, s.end_ps + shift, s.args)
+                            for s in slices]
+            self.counters += [Counter(c.track, c.ts_ps + shift, c.value) for c in counters]
+
+    def mark(self) -> tuple[int, int]:
+        """How many slices and counter samples are recorded so far."""
+        return len(self.slices), len(self.counters)
 
 
 class Stats:

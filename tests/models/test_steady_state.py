@@ -37,10 +37,10 @@ def test_reuse_changes_no_result(overrides):
 def test_flagship_decode_skips_layers_and_lm_head_tiles():
     _, acc = _run([], True)
     reuse = acc.reuse
-    # Steps 2-4 are untraced: each simulates layers 0-2 and skips 29; the fp16 lm_head's
-    # 250 tiles of 1 MiB repeat after a few tiles.
-    assert reuse.layers_skipped == 3 * 29
-    assert reuse.tiles_skipped > 3 * 230
+    # Every step (the prefill and 4 decode steps) simulates layers 0-2 and skips 29; in the
+    # decode steps the fp16 lm_head's 250 tiles of 1 MiB repeat after a few tiles.
+    assert reuse.layers_skipped == 5 * 29
+    assert reuse.tiles_skipped > 4 * 230
     step = acc.steps[-1]
     spans = [(op.start_ps, op.end_ps) for op in step.ops if op.name.endswith("mlp.down_proj")]
     assert len(spans) == 32
@@ -60,6 +60,19 @@ def test_windowed_refresh_is_never_periodic_so_nothing_is_skipped():
     assert with_reuse == without
 
 
-def test_traced_steps_are_simulated_in_full():
-    _, acc = _run(["trace.decode_steps=4"], True)
-    assert acc.reuse.layers_skipped == 0
+def test_traced_steps_are_reused_with_identical_traces():
+    # The prefill and decode step 1 are traced: skipped layers' and tiles' records are copied
+    # one period apart and renamed to the layers they stand for.
+    def trace(reuse: bool):
+        result, acc = _run(["trace.decode_steps=2"], reuse)
+        tracer = acc.ctx.tracer
+        slices = sorted((s.track, s.state, s.name, s.start_ps, s.end_ps) for s in tracer.slices)
+        counters = sorted((c.track, c.ts_ps, c.value) for c in tracer.counters)
+        return result, slices, counters, acc.reuse.layers_skipped
+
+    with_reuse, without = trace(True), trace(False)
+    assert with_reuse[3] == 5 * 29 and without[3] == 0  # every step skips layers, traced or not
+    assert with_reuse[0] == without[0]
+    assert len(with_reuse[1]) == len(without[1]) > 10_000
+    assert with_reuse[1] == without[1]
+    assert with_reuse[2] == without[2]
