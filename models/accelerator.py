@@ -15,7 +15,7 @@ from tlmsim.models.dma import Dma
 from tlmsim.models.memory import Memory
 from tlmsim.models.pe_array import PeArray
 from tlmsim.models.placement import Placement
-from tlmsim.models.steady_state import LayerReuse
+from tlmsim.models.steady_state import SteadyStateReuse
 from tlmsim.models.vector_unit import VectorUnit
 from tlmsim.ports import connect
 from tlmsim.timebase import transfer_ps
@@ -85,6 +85,10 @@ class Accelerator:
         pe_queue, vector_queue = simpy.Store(self.env), simpy.Store(self.env)
         self.program = Program(self.env, self.cfg, self.workload, self.placement)
         self.program.check_fits()
+        # The DMAs start prefetching at time 0, before the controller opens the first step:
+        # their first reads belong to that step's phase (and its trace).
+        ctx.phase = self.program.steps[0].phase
+        ctx.tracer.enabled = Controller.traced(self.cfg, self.program.steps[0])
         names = list(self.memories)
         self.weight_dma = Dma(ctx, "weight_dma", names, self.weight_buffer, self.program.weight_descriptors())
         self.kv_dma = Dma(ctx, "kv_dma", names, self.kv_buffer, self.program.kv_descriptors())
@@ -95,7 +99,7 @@ class Accelerator:
         for initiator in (self.weight_dma, self.kv_dma, self.controller):
             for mem, port in initiator.ports.items():
                 connect(port, self.memories[mem].target)
-        self.reuse = LayerReuse(self)
+        self.reuse = SteadyStateReuse(self)
         self.pe_array.on_tile_start = self.reuse.at_tile_start
 
     def _layer_start(self, step: Step, layer: int, states: list[OpState]) -> None:

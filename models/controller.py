@@ -179,7 +179,7 @@ class Controller(Component):
         program = self.program
         for step in program.steps:
             self.ctx.phase = step.phase
-            self.ctx.tracer.enabled = self._traced(step)
+            self.ctx.tracer.enabled = self.traced(program.cfg, step)
             states = program.state(step.index)
             start = self.env.now
             for index, st in enumerate(states):
@@ -197,8 +197,10 @@ class Controller(Component):
                 self.on_step_done(step, start, self.env.now, states)
             self.program.forget(step.index)
 
-    def _traced(self, step: Step) -> bool:
-        trace = self.program.cfg.trace
+    @staticmethod
+    def traced(cfg: Config, step: Step) -> bool:
+        """True if ``step`` goes into the trace."""
+        trace = cfg.trace
         return (step.phase == "prefill" and trace.prefill) or (step.phase == "decode" and step.index <= trace.decode_steps)
 
     def dispatch(self, st: OpState) -> None:

@@ -18,8 +18,12 @@ layers are accounted exactly: every statistic grows by k times its growth over t
 last layer, and every timestamp after the skip moves by k x D. Nothing is estimated:
 if anything differs (a different refresh phase under ``refresh: windowed``, a DMA that
 has not caught up yet) the signatures differ and the layer is simulated.
-``tests/models/test_steady_state.py`` checks that runs with and without reuse give
-identical results.
+The same holds inside an op whose tiles repeat (the fp16 ``lm_head``: 250 evenly spaced
+1 MiB tiles): ``at_tile_start`` compares signatures tile to tile and skips the remaining
+identical tiles, moving the DRAM rows they would have opened along. Traced steps are
+reused too: the skipped period's trace records are copied one period apart (renamed to
+the layers they stand for). ``tests/models/test_steady_state.py`` checks that runs with
+and without reuse give identical results and traces.
 """
 
 from __future__ import annotations
@@ -38,13 +42,13 @@ MAX_TILE_TRIES = 12  # tile checkpoints per op before giving up on a steady stat
 
 @dataclass
 class Skip:
-    """One run of skipped layers: layers ``first``..``last`` of ``step``, each ``period_ps`` long."""
+    """One skipped run: layers (or tiles) ``first``..``last`` of ``step``, each ``period_ps`` long."""
 
     step: int
     layer: int | None  # the simulated layer L, which stands for layer ``last`` (L + k); None: tiles
     first: int
     last: int
-    at_ps: int  # simulated time of the skip (start of ``layer``)
+    at_ps: int  # simulated time of the skip (start of ``layer``, or of the tile before ``first``)
     period_ps: int
 
     @property
@@ -66,16 +70,18 @@ class _Frame:
 
 @dataclass
 class _Mark:
+    """The system at one layer (or tile) boundary."""
+
     step: int
-    layer: int
+    position: int  # the layer (or tile) that starts here
     at_ps: int
     signature: tuple
     stats: dict
     traced: tuple[int, int]  # trace records so far (slices, counters)
 
 
-class LayerReuse:
-    """Detects the steady state at decoder-layer boundaries and skips repeated layers."""
+class SteadyStateReuse:
+    """Detects the steady state at decoder-layer and tile boundaries and skips what repeats."""
 
     def __init__(self, acc):
         self.acc = acc
@@ -105,7 +111,7 @@ class LayerReuse:
         signature = self.signature(frame, self._layer_op_states(layer, states, now), now)
         mark = _Mark(step.index, layer, now, signature, self._snapshot(), self.acc.ctx.tracer.mark())
         previous, self._mark = self._mark, mark
-        if (previous is None or previous.step != step.index or previous.layer != layer - 1
+        if (previous is None or previous.step != step.index or previous.position != layer - 1
                 or mark.signature is None or previous.signature != mark.signature
                 or step.index in self.program.skipped):
             return
@@ -136,7 +142,7 @@ class LayerReuse:
                      self._snapshot(), self.acc.ctx.tracer.mark())
         previous, self._tile_mark = self._tile_mark, (id(st), mark)
         if previous is None or previous[0] != id(st) or previous[1].step != mark.step \
-                or previous[1].layer != index - 1 or mark.signature is None \
+                or previous[1].position != index - 1 or mark.signature is None \
                 or previous[1].signature != mark.signature:
             return
         dma = self.acc.weight_dma if cmd.decoded else self.acc.kv_dma

@@ -57,3 +57,16 @@ def test_capacity_overflow_names_the_placement_field_and_the_fix(flagship_raw):
     graph = single_linear(4096 * 64, 4096 * 8, "fp16")  # 17 GB of fp16 weights
     with pytest.raises(CapacityError, match=r"placement\.weights.*add 'ddr' to placement\.weights"):
         Accelerator(cfg, Workload(graph, 1, 1, 0, 16))
+
+
+def test_every_byte_read_is_accounted_to_its_step_phase(flagship_raw):
+    # The DMAs prefetch from time 0, before the controller opens the first step: those
+    # reads must still count in the prefill (they once went to a phase of their own).
+    cfg = validate_config(flagship_raw)
+    graph = single_linear(4096, 4096, "int4-2:4")
+    acc = Accelerator(cfg, Workload(graph, 1, 1, 0, 16))
+    acc.run()
+    hbm = acc.memories["hbm"].stats
+    assert set(hbm.counts) == {"prefill"}
+    assert hbm.counts["prefill"]["read_bytes"] == graph.nodes["layers.0.proj"]["weight_nbytes"]
+    assert acc.weight_dma.stats.counts["prefill"]["bytes"] == graph.nodes["layers.0.proj"]["weight_nbytes"]
