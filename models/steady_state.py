@@ -325,7 +325,7 @@ class SteadyStateReuse:
         names = {id(proc): name for name, proc in self._named_processes()}
         out = []
         for when, priority, _eid, event in sorted(self.env._queue, key=lambda e: e[:3]):  # noqa: SLF001
-            value = getattr(event, "_value", None)
+            value = event._value  # noqa: SLF001  (SimPy 4 internals, pinned <5: fail loudly if they change)
             if isinstance(value, int) and not isinstance(value, bool):
                 value = ("t", value - now)
             elif hasattr(value, "label"):
@@ -477,7 +477,7 @@ def _describe(callback, names: dict[int, str]) -> tuple:
 def _position(process: simpy.Process) -> tuple:
     """Where a process's generator (and the generators it delegates to) is suspended."""
     out = []
-    gen = getattr(process, "_generator", None)
+    gen = process._generator  # noqa: SLF001
     while gen is not None and getattr(gen, "gi_frame", None) is not None:
         out.append((gen.gi_code.co_name, gen.gi_frame.f_lasti))
         gen = getattr(gen, "gi_yieldfrom", None)
