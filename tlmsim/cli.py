@@ -312,6 +312,10 @@ def format_summary(result: dict, out: Path | None = None) -> str:
                      f"bound by {dec['bounding_component']})")
     lines.append(f"  weights: {_size(result['weights']['total_bytes'])} "
                  f"({', '.join(result['weights']['bytes_by_format'])})")
+    reuse = result.get("reuse", {})
+    if reuse.get("layers_skipped") or reuse.get("tiles_skipped"):
+        lines.append(f"  steady state: {reuse['layers_skipped']} repeated decoder layers and {reuse['tiles_skipped']} "
+                     f"repeated tiles accounted without re-simulating them (exact; docs/performance.md)")
     lines.append("  busy fraction   " + "".join(f"{p:>10}" for p in result["phases"]))
     for comp in summary_components(result):
         row = "".join(f"{result['phases'][p]['utilisation'][comp]['busy']:10.1%}" for p in result["phases"])

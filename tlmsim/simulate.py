@@ -48,6 +48,7 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "timeline_window": _timeline_window(steps),
         "steps": [{"index": s.step.index, "phase": s.step.phase, "kv": s.step.kv,
                    "start_ps": s.start_ps, "end_ps": s.end_ps} for s in steps],
+        "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped},
         "config": cfg.model_dump(mode="json"),
     }
 

@@ -17,6 +17,7 @@ def _run(overrides: list[str], reuse: bool):
     cfg = load_config(FLAGSHIP, [*SHORT, *overrides, f"simulation.reuse_identical_layers={str(reuse).lower()}"])
     result, acc = simulate(cfg)
     result.pop("config")  # differs in the reuse flag only
+    result.pop("reuse")  # how many layers and tiles were skipped
     return json.dumps(result, sort_keys=True), acc
 
 
