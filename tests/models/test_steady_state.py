@@ -21,13 +21,30 @@ def _run(overrides: list[str], reuse: bool):
     return json.dumps(result, sort_keys=True), acc
 
 
-@pytest.mark.parametrize("overrides", [
-    [],  # the flagship: HBM-bound decode
-    ["memory.hbm.bandwidth_gbps=200", "workload.batch=2"],  # slower memory, two sequences
-    ["workload.batch=16"],  # PE-bound decode
-    ["workload.weight_format=fp16", "placement.weights=[hbm, ddr]", "placement.embeddings=[hbm, ddr]"],  # DDR4 spill
-    ["memory.hbm.dram=null", "memory.hbm.switch=null"],  # ideal channels
-], ids=["flagship", "200GBps-batch2", "batch16", "fp16-spill", "ideal-hbm"])
+CONFIGS = {
+    "flagship": [],  # HBM-bound decode
+    "50GBps": ["memory.hbm.bandwidth_gbps=50"],
+    "200GBps-batch2": ["memory.hbm.bandwidth_gbps=200", "workload.batch=2"],
+    "batch16": ["workload.batch=16"],  # PE-bound decode
+    "batch8-300GBps": ["workload.batch=8", "memory.hbm.bandwidth_gbps=300"],
+    "ideal-1000GBps": ["memory.hbm.dram=null", "memory.hbm.switch.port_gbps=1000", "memory.hbm.bandwidth_gbps=1000"],
+    "int4": ["workload.weight_format=int4"],
+    "int4-1:4": ["workload.weight_format=int4-1:4", "accelerator.pe_array.n=1", "accelerator.pe_array.m=4"],
+    "ternary": ["workload.weight_format=ternary"],
+    "fp16-spill": ["workload.weight_format=fp16", "placement.weights=[hbm, ddr]", "placement.embeddings=[hbm, ddr]"],
+    "int4-lm_head": ["workload.lm_head_format=int4"],
+    "kv8": ["workload.kv_bits=8"],
+    "prompt300": ["workload.prefill_tokens=300"],
+    "channel-range": ["memory.hbm.placement_channels=range", "memory.hbm.channel_range=[0, 24]"],
+    "one-channel": ["memory.hbm.placement_channels=one"],  # tensors cannot be aligned: no reuse
+    "8-axi-ports": ["memory.hbm.switch.ports_used=8"],
+    "3-banks": ["accelerator.weight_buffer.banks=3"],
+    "512KiB-banks": ["accelerator.weight_buffer.bank_kib=512"],
+    "all-ddr": ["placement.weights=[ddr]", "placement.kv_cache=[ddr]", "placement.embeddings=[ddr]"],
+}
+
+
+@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
 def test_reuse_changes_no_result(overrides):
     with_reuse, acc = _run(overrides, True)
     without, plain = _run(overrides, False)
