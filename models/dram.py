@@ -168,38 +168,18 @@ class DramChannels:
         channel to ``table`` (two lists) and returns (last end, time per STATES summed over the
         shares).
 
-        ``request`` (e.g. (address, bytes)) names the shares: the outcome of the same request
-        on channels in the same state, relative to now, is remembered and replayed (decode
-        steps repeat most requests exactly). Not with windowed refresh, which depends on the
-        absolute time."""
-        if request is None or self.t.windowed_refresh:
+        ``request`` (e.g. (address, bytes)) names the shares: the outcome of a request that
+        touches every channel (every weight and KV tile) is remembered under the channels'
+        state relative to now and replayed when met again (decode steps repeat most tile
+        reads exactly). Not with windowed refresh, which depends on the absolute time."""
+        # Small requests (KV appends) touch few channels and rarely repeat in the same state.
+        if request is None or self.t.windowed_refresh or len(shares) < len(self.free):
             return self._serve(shares, write, now, slow, table)
-        if len(shares) == len(self.free):
-            return self._serve_all(shares, write, now, slow, table, request)
-        free, state, debt = self.free, self.state, self.debt
-        key = (request, write, tuple([free[ch] - now for ch, _, _ in shares]),
-               tuple([state[ch] for ch, _, _ in shares]), tuple([debt[ch] for ch, _, _ in shares]))
-        outcome = self._served.get(key)
-        data, occupied = table
-        if outcome is None:
-            before = [(data[ch], occupied[ch]) for ch, _, _ in shares]
-            last, totals = self._serve(shares, write, now, slow, table)
-            outcome = (last - now, totals, [(free[ch] - now, state[ch], debt[ch], data[ch] - d, occupied[ch] - o)
-                                            for (ch, _, _), (d, o) in zip(shares, before)])
-            self._remember(key, outcome)
-            return last, totals
-        last, totals, channels = outcome
-        for (ch, _, _), (end, after, owed, busy, used) in zip(shares, channels):
-            free[ch] = now + end
-            state[ch] = after
-            debt[ch] = owed
-            data[ch] += busy
-            occupied[ch] += used
-        return now + last, list(totals)
+        return self._serve_all(shares, write, now, slow, table, request)
 
     def _serve_all(self, shares, write: bool, now: int, slow: list[float], table: tuple[list[int], list[int]],
                    request: tuple) -> tuple[int, list[int]]:
-        """``serve`` of a request that touches every channel (most tiles): whole-list operations."""
+        """``serve`` of a request that touches every channel, remembered: whole-list operations."""
         free, state, debt = self.free, self.state, self.debt
         key = (request, write, tuple(map(now.__rsub__, free)), tuple(state), tuple(debt))
         outcome = self._served.get(key)
@@ -207,9 +187,10 @@ class DramChannels:
         if outcome is None:
             before = (list(data), list(occupied))
             last, totals = self._serve(shares, write, now, slow, table)
-            self._remember(key, (last - now, totals, [end - now for end in free], list(state), list(debt),
-                                 list(map(operator.sub, data, before[0])),
-                                 list(map(operator.sub, occupied, before[1]))))
+            if len(self._served) > 20_000:  # bound memory on long or irregular runs
+                self._served.clear()
+            self._served[key] = (last - now, totals, [end - now for end in free], list(state), list(debt),
+                                 list(map(operator.sub, data, before[0])), list(map(operator.sub, occupied, before[1])))
             return last, totals
         last, totals, ends, states, debts, busy, used = outcome
         free[:] = map(now.__add__, ends)
@@ -218,11 +199,6 @@ class DramChannels:
         data[:] = map(operator.add, data, busy)
         occupied[:] = map(operator.add, occupied, used)
         return now + last, list(totals)
-
-    def _remember(self, key: tuple, outcome: tuple) -> None:
-        if len(self._served) > 20_000:  # bound memory on long or irregular runs
-            self._served.clear()
-        self._served[key] = outcome
 
     def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
                table: tuple[list[int], list[int]]) -> tuple[int, list[int]]:

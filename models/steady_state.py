@@ -196,7 +196,6 @@ class SteadyStateReuse:
         self._add_skipped_stats(previous.stats, mark.stats, count)
         tracer = self.acc.ctx.tracer
         tracer.repeat(previous.traced, mark.traced, count, period, lambda name, _j: name)
-        tracer.offset_ps += count * period
 
     def _identical_layers_after(self, layer: int) -> int:
         """How many layers after ``layer`` are identical to it and to ``layer - 1``."""
@@ -294,11 +293,25 @@ class SteadyStateReuse:
         return (None, name) if op_layer is None else (op_layer - frame.layer, position)
 
     def _where(self, name: str) -> tuple[int | None, int]:
-        if not hasattr(self, "_positions"):
-            ops = self.program.workload.ops(self.program.steps[0])
-            self._positions = {op.name: (op.layer, i - self.program.layer_start.get(op.layer, 0))
-                               for i, op in enumerate(ops)}
+        """(layer, position in the layer) of op ``name``; (None, index in the step) outside layers."""
         return self._positions[name]
+
+    @cached_property
+    def _step_ops(self):
+        """The ops of a step, in order (names, layers and operands are the same in every step)."""
+        return self.program.workload.ops(self.program.steps[0])
+
+    @cached_property
+    def _positions(self) -> dict[str, tuple[int | None, int]]:
+        return {op.name: (op.layer, i - self.program.layer_start.get(op.layer, 0)) for i, op in enumerate(self._step_ops)}
+
+    @cached_property
+    def _operands(self) -> dict[str, str | None]:
+        return {op.name: op.operand_tensor for op in self._step_ops}
+
+    @cached_property
+    def _names(self) -> list[str]:
+        return [op.name for op in self._step_ops]
 
     def _relative_descriptor(self, desc, frame: _Frame):
         if desc is None:
@@ -308,17 +321,12 @@ class SteadyStateReuse:
         return (st.step.index - frame.step, self._relative_name(st.op.name, frame), desc.addr - base)
 
     def _relative_channel(self, label: str, frame: _Frame, memory):
-        tensor = self._operand(label)
+        tensor = self._operands[label]
         base = 0
         if tensor:
             base = memory.local_chunk(self.acc.placement[tensor].addr + (frame.tile_offset if label == frame.op else 0))
         return self._relative_name(label, frame), base
 
-    def _operand(self, name: str) -> str | None:
-        if not hasattr(self, "_operands"):
-            ops = self.program.workload.ops(self.program.steps[0])
-            self._operands = {op.name: op.operand_tensor for op in ops}
-        return self._operands[name]
 
     def _queue(self, now: int, frame: _Frame) -> tuple:
         """Every scheduled SimPy event: when (relative), what it carries, who waits for it."""
@@ -367,30 +375,18 @@ class SteadyStateReuse:
         self._add_skipped_stats(previous.stats, mark.stats, count)
         tracer = self.acc.ctx.tracer
         tracer.repeat(previous.traced, mark.traced, count, period, self._layer_name)
-        tracer.offset_ps += skip.shift_ps
         # What layers L-1 and L record from now on happens in layers L+k-1 and L+k.
         moved = {layer - 1, layer}
-        positions = self._positions_map()
-        tracer.rename = lambda name: (self._layer_name(name, count) if positions.get(name, (None,))[0] in moved
+        tracer.rename = lambda name: (self._layer_name(name, count) if self._positions.get(name, (None,))[0] in moved
                                       else name)
 
     def _layer_name(self, name: str, layers: int) -> str:
         """The name of op ``name``'s counterpart ``layers`` decoder layers later (names that are
         not decoder-layer ops are kept)."""
-        op_layer, position = self._where(name) if name in self._positions_map() else (None, 0)
+        op_layer, position = self._positions.get(name, (None, 0))
         if op_layer is None:
             return name
         return self._names[self.program.layer_start[op_layer + layers] + position]
-
-    def _positions_map(self) -> dict:
-        if not hasattr(self, "_positions"):
-            self._where(self.program.workload.node_order[0])
-        return self._positions
-
-    @cached_property
-    def _names(self) -> list[str]:
-        """Op names of a step, in order."""
-        return [op.name for op in self.program.workload.ops(self.program.steps[0])]
 
     def _add_skipped_stats(self, before: dict, after: dict, count: int) -> None:
         phase = self.acc.ctx.phase
@@ -414,6 +410,7 @@ class SteadyStateReuse:
         self.skips.append(skip)
         self._skip_times.append(skip.at_ps)
         self._shifts.append(self._shifts[-1] + skip.shift_ps)
+        self.acc.ctx.tracer.offset_ps = self._shifts[-1]  # records from now on are this much later
 
     def shift_before(self, t: int) -> int:
         """Total time skipped before simulated time ``t`` (skips are in time order)."""
