@@ -20,7 +20,7 @@ from tlmsim.models.vector_unit import VectorUnit
 from tlmsim.ports import connect
 from tlmsim.timebase import transfer_ps
 from tlmsim.trace import Tracer
-from tlmsim.workloads.phases import Op, Step, Workload
+from tlmsim.workloads.phases import Op, Step, Workload, embedding_table_bytes
 
 
 @dataclass
@@ -112,8 +112,7 @@ class Accelerator:
         kinds = {n: graph.nodes[n]["kind"] for n in nodes}
         placement.place("kv_cache", {n: self.workload.kv_cache_bytes(n, final_kv) for n in nodes if kinds[n] == "kv_append"})
         placement.place("weights", {n: graph.nodes[n]["weight_nbytes"] for n in nodes if kinds[n] == "linear"})
-        placement.place("embeddings", {n: graph.nodes[n]["num_embeddings"] * graph.nodes[n]["embedding_dim"] * 2
-                                       for n in nodes if kinds[n] == "embedding"})
+        placement.place("embeddings", {n: embedding_table_bytes(graph.nodes[n]) for n in nodes if kinds[n] == "embedding"})
         return placement
 
     def run(self) -> list[StepRecord]:

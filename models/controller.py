@@ -16,9 +16,8 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import Config
-from tlmsim.errors import ConfigError
 from tlmsim.models.dma import Descriptor
-from tlmsim.models.pe_array import PeCommand, tile_order
+from tlmsim.models.pe_array import PeCommand, check_runs, tile_order
 from tlmsim.models.placement import Placement
 from tlmsim.models.tiling import Tile, attention_tiles, linear_tiles, token_chunk
 from tlmsim.models.vector_unit import VectorCommand
@@ -76,10 +75,8 @@ class Program:
         pe = self.cfg.accelerator.pe_array
         for step in {self.steps[0], self.steps[-1]}:
             for op in self.workload.ops(step):
-                fmt = op.weight_format
-                if fmt is not None and fmt.sparse and (fmt.n, fmt.m) != (pe.n, pe.m):
-                    raise ConfigError(f"{op.name} is stored {fmt.n}:{fmt.m} sparse but the PE array is built for "
-                                      f"{pe.n}:{pe.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}")
+                if op.weight_format is not None:
+                    check_runs(pe, op.weight_format, f"{op.name} (stored in workload.model)")
                 self.tiles(op)
 
     def state(self, index: int) -> list[OpState]:

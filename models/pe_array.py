@@ -24,11 +24,26 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import PeArrayConfig
+from tlmsim.errors import ConfigError
 from tlmsim.models.decoder import WeightDecoder
 from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
 from tlmsim.models.tiling import Tile
 from tlmsim.timebase import cycles_to_ps
 from tlmsim.workloads.formats import WeightFormat
+
+
+def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
+    """Refuse a weight format this PE array was not built for (ConfigError naming the fix).
+
+    Applied to every format the workload really holds (a compressed model's manifest may
+    differ from ``workload.weight_format``), so no format runs on hardware without it.
+    """
+    if fmt.sparse and (fmt.n, fmt.m) != (cfg.n, cfg.m):
+        raise ConfigError(f"{where} is {fmt.n}:{fmt.m} sparse but the PE array is built for "
+                          f"{cfg.n}:{cfg.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}")
+    if fmt.encoding == "ternary" and not cfg.ternary:
+        raise ConfigError(f"{where} is ternary but accelerator.pe_array.ternary is false; "
+                          f"set it to true or use an INT format")
 
 
 @dataclass

@@ -191,3 +191,72 @@ def window_utilisation(slices, start_ps: int, end_ps: int, memories: dict[str, f
         else:
             out[s.track][s.state] += (hi - lo) / span
     return {track: dict(states) for track, states in out.items()}
+
+
+# ---------------------------------------------------------------- run summary
+
+# "bound" always means an analytic limit the simulation cannot beat (roofline, bandwidth);
+# the component that limits the simulated run is its "bottleneck".
+
+
+def summary_components(result: dict) -> list[str]:
+    """Components that do work (buffers and the controller only wait)."""
+    return [c for c in result["phases"]["prefill"]["utilisation"]
+            if c not in ("weight_buffer", "kv_buffer", "controller")]
+
+
+def summary_block(result: dict) -> dict:
+    """The headline numbers of a run (result.json["summary"]), units in the names."""
+    wl = result["config"]["workload"]
+    pre, dec = result["phases"]["prefill"], result["phases"].get("decode")
+    out = {"ttft_s": pre["time_s"],
+           "prefill_tokens_per_s": wl["batch"] * wl["prefill_tokens"] / pre["time_s"],
+           "prefill_roofline_bound_s": pre["roofline_time_s"],
+           "prefill_bottleneck": pre["bounding_component"],
+           "decode_tokens_per_s": None, "decode_ms_per_step": None, "decode_tokens_per_step": wl["batch"],
+           "decode_bandwidth_bound_tokens_per_s": None, "decode_bottleneck": None}
+    if dec:
+        out.update({"decode_tokens_per_s": dec["tokens_per_s"], "decode_ms_per_step": dec["ms_per_token"],
+                    "decode_bandwidth_bound_tokens_per_s": dec["bandwidth_bound_tokens_per_s"],
+                    "decode_bottleneck": dec["bounding_component"]})
+    weights = result["weights"]
+    out.update({"weight_bytes": weights["total_bytes"], "embedding_bytes": weights["embedding_bytes"]})
+    return out
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.3f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.3f} MB"
+
+
+def format_weight_bytes(decoder: int, head: int, embedding: int) -> str:
+    """Weight bytes as both ``tlmsim compress`` and ``tlmsim run`` print them."""
+    return (f"weights: {_size(decoder + head)} streamed (decoder layers {_size(decoder)}, lm_head {_size(head)})"
+            f" + embedding table {_size(embedding)} (gathered)")
+
+
+def format_summary(result: dict, out=None, files: list[str] | None = None) -> str:
+    """The short text summary printed after a run."""
+    s, wl = result["summary"], result["config"]["workload"]
+    lines = [f"{result['name']}",
+             f"  prefill: {s['ttft_s'] * 1e3:9.2f} ms for {wl['batch']} x {wl['prefill_tokens']} tokens "
+             f"({s['prefill_tokens_per_s']:.1f} tokens/s; roofline bound {s['prefill_roofline_bound_s'] * 1e3:.2f} ms; "
+             f"bottleneck {s['prefill_bottleneck']})"]
+    if s["decode_tokens_per_s"] is not None:
+        per_step = "1 token" if wl["batch"] == 1 else f"{wl['batch']} tokens"
+        lines.append(f"  decode : {s['decode_tokens_per_s']:9.2f} tokens/s  ({s['decode_ms_per_step']:.3f} ms per step "
+                     f"of {per_step}; bandwidth bound {s['decode_bandwidth_bound_tokens_per_s']:.2f} tokens/s; "
+                     f"bottleneck {s['decode_bottleneck']})")
+    w = result["weights"]
+    lines.append(f"  {format_weight_bytes(w['decoder_layer_bytes'], w['lm_head_bytes'], w['embedding_bytes'])}; "
+                 f"formats {', '.join(w['bytes_by_format'])}")
+    reuse = result.get("reuse", {})
+    if reuse.get("layers_skipped") or reuse.get("tiles_skipped"):
+        lines.append(f"  steady state: {reuse['layers_skipped']} repeated decoder layers and {reuse['tiles_skipped']} "
+                     f"repeated tiles accounted without re-simulating them (exact; docs/performance.md)")
+    lines.append("  busy fraction   " + "".join(f"{p:>10}" for p in result["phases"]))
+    for comp in summary_components(result):
+        row = "".join(f"{result['phases'][p]['utilisation'][comp]['busy']:10.1%}" for p in result["phases"])
+        lines.append(f"    {comp:<14}{row}")
+    if out is not None:
+        lines.append(f"  results written to {out}/ ({', '.join(files or [])})")
+    return "\n".join(lines)

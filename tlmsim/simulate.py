@@ -7,12 +7,18 @@ import logging
 import networkx as nx
 
 from tlmsim.config import Config
+from tlmsim.output import tlmsim_version
+from tlmsim.report import summary_block
 from tlmsim.models.accelerator import Accelerator, StepRecord
 from tlmsim.timebase import ps_to_s
 from tlmsim.workloads.hf_model import layer_graph
-from tlmsim.workloads.phases import Workload
+from tlmsim.workloads.phases import Workload, embedding_table_bytes
 
 log = logging.getLogger("tlmsim.simulate")
+
+# Version of result.json's layout: 2 added schema_version, tlmsim_version, summary and the
+# weight breakdown (decoder layers, lm_head, embedding table).
+SCHEMA_VERSION = 2
 
 
 def build_workload(cfg: Config, graph: nx.DiGraph | None = None) -> Workload:
@@ -27,7 +33,7 @@ def simulate(cfg: Config, graph: nx.DiGraph | None = None, progress=None) -> tup
     """Run the simulation of ``cfg``; returns (result dict, the finished accelerator)."""
     workload = build_workload(cfg, graph)
     accelerator = Accelerator(cfg, workload, progress=progress)
-    log.info("simulating %d steps", len(workload.steps()))
+    log.debug("simulating %d steps", len(workload.steps()))
     steps = accelerator.run()
     return summarize(cfg, accelerator, steps), accelerator
 
@@ -40,7 +46,9 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
     if decode:
         phases["decode"] = _phase(cfg, acc, decode)
         _add_decode_rates(cfg, phases["decode"], decode)
-    return {
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "tlmsim_version": tlmsim_version(),
         "name": cfg.name,
         "phases": phases,
         "weights": _weights(acc),
@@ -51,6 +59,8 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped},
         "config": cfg.model_dump(mode="json"),
     }
+    result["summary"] = summary_block(result)
+    return result
 
 
 def _timeline_window(steps: list[StepRecord]) -> dict:
@@ -112,11 +122,17 @@ def _add_decode_rates(cfg: Config, phase: dict, steps: list[StepRecord]) -> None
 def _weights(acc: Accelerator) -> dict:
     graph = acc.workload.graph
     formats: dict[str, int] = {}
+    decoder = embedding = 0
     for _, data in graph.nodes(data=True):
         if data["kind"] == "linear":
             formats[data["weight_format"]] = formats.get(data["weight_format"], 0) + data["weight_nbytes"]
+            decoder += data["weight_nbytes"] if data["layer"] is not None else 0
+        elif data["kind"] == "embedding":
+            embedding += embedding_table_bytes(data)
     placed = {m: acc.placement.bytes_in(m) for m in acc.memories}
-    return {"bytes_by_format": formats, "total_bytes": sum(formats.values()), "allocated_bytes_by_memory": placed,
+    total = sum(formats.values())
+    return {"bytes_by_format": formats, "total_bytes": total, "decoder_layer_bytes": decoder,
+            "lm_head_bytes": total - decoder, "embedding_bytes": embedding, "allocated_bytes_by_memory": placed,
             "storage_bytes_per_weight": storage_per_weight(graph, acc.cfg.workload.group_size)}
 
 

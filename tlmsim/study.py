@@ -1,6 +1,6 @@
 """Weight-format studies: one command regenerates each table (docs/studies.md).
 
-    python -m tlmsim.study configs/studies/matmul_4096.yaml [--out DIR]
+    tlmsim study configs/studies/matmul_4096.yaml [--out DIR]
 
 A study file names a base config, the formats to compare and the jobs (a single
 matmul, or LLaMA decode/prefill). Every format runs on the same silicon budget: the
@@ -11,7 +11,6 @@ runs write identical tables.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -21,8 +20,9 @@ import yaml
 from pydantic import Field
 
 from tlmsim.config import Strict, load_config
-from tlmsim.errors import ConfigError, UserError
-from tlmsim.output import atomic_dir
+from tlmsim.errors import ConfigError
+from tlmsim.output import atomic_dir, check_out
+from tlmsim.progress import Progress
 from tlmsim.simulate import simulate
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.synthetic import single_linear
@@ -57,14 +57,16 @@ def format_overrides(base_cfg, spec: str) -> list[str]:
     return out
 
 
-def run_study(path: Path, out: Path | None = None) -> list[dict]:
+def run_study(path: Path, out: Path | None = None, progress: Progress | None = None) -> list[dict]:
     """All rows of one study (a bandwidth sweep also writes its points and plot to ``out``)."""
     study = _load(path)
     base_path = (path.parent / study.base).resolve()
     if study.kind == "bandwidth_sweep":
         return _bandwidth_sweep(study, base_path, out or Path("results") / "studies" / study.name)
     rows = []
-    for spec in study.formats:
+    for i, spec in enumerate(study.formats):
+        if progress is not None:
+            progress.update(i, len(study.formats), spec)
         base = load_config(base_path, study.overrides)
         overrides = study.overrides + format_overrides(base, spec)
         rows += _matmul_rows(study, base_path, spec, overrides) if study.kind == "matmul" else \
@@ -173,26 +175,31 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a study file and write study.csv and study.md."""
-    parser = argparse.ArgumentParser(prog="python -m tlmsim.study", description=__doc__.splitlines()[0])
-    parser.add_argument("study", type=Path)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        out = args.out or Path("results") / "studies" / args.study.stem
-        rows = run_study(args.study, out.with_name(out.name + ".points"))
-        with atomic_dir(out) as tmp:
-            with open(tmp / "study.csv", "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            (tmp / "study.md").write_text(markdown(rows) + "\n")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def run_and_write(study_path: Path, out: Path | None = None, quiet: bool = False) -> int:
+    """Run a study file, write study.csv and study.md to ``out``, print the table and where it went."""
+    out = out if out is not None else Path("results") / "studies" / study_path.stem
+    points = out.with_name(out.name + ".points")
+    check_out(out, "study", [study_path])  # before the runs, not after
+    with Progress("study run", enabled=not quiet) as progress:
+        rows = run_study(study_path, points, progress=progress)
+    with atomic_dir(out, "study", [study_path]) as tmp:
+        with open(tmp / "study.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (tmp / "study.md").write_text(markdown(rows) + "\n")
     print(markdown(rows))
+    print(f"  study written to {out}/ (study.csv, study.md)")
+    if points.is_dir():
+        print(f"  sweep points and plots in {points}/")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tlmsim.study FILE`` (the same as ``tlmsim study FILE``)."""
+    from tlmsim.cli import main as cli_main
+
+    return cli_main(["study", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.graph import Sym, eval_size
 
 
+EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)
+
+
+def embedding_table_bytes(node: dict) -> int:
+    """Bytes of an embedding node's whole table, as stored and placed."""
+    return node["num_embeddings"] * node["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE
+
+
 @dataclass(frozen=True)
 class Step:
     """One forward pass: ``tokens`` new tokens per sequence attending to ``kv`` entries."""
@@ -159,7 +167,7 @@ class Workload:
 
     def _embedding(self, name, data, step: Step, deps) -> Op:
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
-        return Op(name, "embedding", data["layer"], deps, read_bytes=rows * data["embedding_dim"] * 2,
+        return Op(name, "embedding", data["layer"], deps, read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE,
                   operand_tensor=name)
 
     def _kv_append(self, name, data, step: Step, deps) -> Op:

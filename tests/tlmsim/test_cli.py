@@ -19,7 +19,8 @@ FAST = ["--set", "workload.prefill_tokens=8", "--set", "workload.decode_tokens=2
 def test_run_writes_all_results_and_the_resolved_config(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["-q", "run", FLAGSHIP, "--out", str(out), *FAST]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "result.json", "timeline.png", "trace.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".tlmsim-output", "config.yaml", "result.json", "timeline.png",
+                                                    "trace.json"]
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["workload"]["decode_tokens"] == 2
     assert result["phases"]["decode"]["tokens_per_s"] > 0

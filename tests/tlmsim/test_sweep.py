@@ -95,10 +95,10 @@ def test_flagship_sweep_is_monotone_and_plateaus_past_the_roofline_knee(local_sw
 
 
 def test_sweep_outputs_csv_and_plots_in_grid_order(local_sweep):
-    from tlmsim.cli import _sweep_outputs
+    from tlmsim.sweep_cli import write_outputs
 
     spec, out, rows = local_sweep
-    knee = _sweep_outputs(out, spec, rows)
+    knee = write_outputs(out, spec, rows)
     csv_rows = sw.read_csv(out / "sweep.csv")
     assert [r["memory.hbm.bandwidth_gbps"] for r in csv_rows] == [r["point"]["memory.hbm.bandwidth_gbps"] for r in rows]
     assert [r["tokens_per_s"] for r in csv_rows] == pytest.approx([r["tokens_per_s"] for r in rows], rel=1e-12)

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory):
-    from tlmsim.cli import _markers
+    from tlmsim.run_cli import _markers
     from tlmsim.config import load_config
     from tlmsim.simulate import simulate
 

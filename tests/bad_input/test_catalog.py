@@ -14,7 +14,7 @@ from tlmsim.cli import main
 from tlmsim.config import validate_config
 from tlmsim.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
 BASE = yaml.safe_load(FLAGSHIP.read_text())
 
