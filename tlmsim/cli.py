@@ -44,7 +44,10 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlmsim`` command."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed in one line
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     _configure_logging(args.quiet, args.debug)
     with _sigterm_as_interrupt():
         return _dispatch(args)
@@ -124,6 +127,9 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     ours.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    if not debug:  # transformers' load/save progress bars and advice (read when it is imported)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _common_flags() -> argparse.ArgumentParser:
