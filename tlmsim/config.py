@@ -3,32 +3,77 @@
 Units are part of every field name (``bandwidth_gbps`` is GB/s, i.e. 10^9 bytes/s;
 ``bank_kib`` is KiB; ``clock_mhz`` is MHz). Unknown fields are errors. Every user
 mistake becomes a ``ConfigError`` whose one-line message names the field and the fix.
+
+Three mechanisms keep bad input out, each in one place:
+
+* YAML is read by ``tlmsim.yamlio`` (no aliases, no duplicate keys, size-capped), for
+  files and ``--set`` values alike;
+* every section derives from ``Section``: unknown keys are errors, numbers must be
+  finite (``allow_inf_nan=False``) and no value is coerced (``strict=True``: ``true`` is
+  not 1, ``"250"`` is not 250; an int is still a valid float);
+* every number has a physical range, declared on its field (``Field(ge=, le=)``, mostly
+  through the named ranges below) and listed in docs/configs.md ("Input rules and
+  ranges"). The ranges
+  are wide enough for any real device and tight enough that no derived time or size
+  overflows (a 1e-300 MHz clock would make every cycle last 1e306 ps).
 """
 
 from __future__ import annotations
 
-import re
+import types
+import typing
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import annotated_types
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from tlmsim.errors import ConfigError
+from tlmsim.yamlio import clip, load_yaml_file, load_yaml_text, short_repr
 
-Positive = Field(gt=0)
+# Named physical ranges (keyword arguments of Field). Positive quantities exclude a tiny
+# floor rather than 0 alone: above it every derived duration stays finite.
+TIME_NS = dict(ge=0, le=1e6)  # a latency or DRAM timing: at most 1 ms
+BANDWIDTH_GBPS = dict(gt=0.001, le=100_000)  # above 1 MB/s, at most 100 TB/s
+CLOCK_MHZ = dict(gt=0.001, le=2000)  # above 1 kHz, at most 2 GHz (FPGA fabric)
+ON_CHIP_KIB = dict(gt=0.001, le=2**20)  # on-chip memory: at most 1 GiB
+PORTS = dict(ge=1, le=1024)  # memory channels, switch ports
+CYCLES = dict(ge=0, le=10**6)  # a fixed pipeline latency
+TOKENS = 2**20  # prompt and generated tokens: at most 1,048,576 each
+BITS = Literal[4, 8, 16]  # activation and KV-cache widths the workload model sizes (int4, int8, fp16)
 
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are rejected."""
+    """Base of every YAML-backed model: unknown keys are rejected, floats must be finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Section(Strict):
+    """Base of every config section: additionally, no type coercion (``true`` is not 1)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+def _list_to_tuple(value):
+    """[first, count] from YAML as the tuple the field holds."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+# YAML has no tuples; strict mode would refuse the list [first, count] for a tuple field.
+ChannelIndex = Annotated[int, Field(ge=0, le=1024)]
+ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(_list_to_tuple)]
+CyclesPerElement = Annotated[float, Field(ge=0, le=10**6)]
 
 
 AddressMapping = Literal["row_column_bank", "row_bank_column", "bank_row_column"]
 
 
-class DramTimingConfig(Strict):
+class DramTimingConfig(Section):
     """DRAM organisation and command timing of one channel (times in ns).
 
     ``preset`` names a file in ``models/presets/`` (e.g. ``hbm2_u280``, ``ddr4_2400``)
@@ -36,32 +81,32 @@ class DramTimingConfig(Strict):
     """
 
     preset: str | None = Field(None, description="preset file in models/presets/; explicit fields override it")
-    bank_groups: int = Field(gt=0)
-    banks: int = Field(gt=0, description="banks per channel (all bank groups)")
-    row_bytes: int = Field(gt=0, description="row (page) size per channel")
+    bank_groups: int = Field(ge=1, le=64)
+    banks: int = Field(ge=1, le=1024, description="banks per channel (all bank groups)")
+    row_bytes: int = Field(ge=1, le=2**20, description="row (page) size per channel")
     address_mapping: AddressMapping = Field(
         "row_column_bank", description="order of the local-address fields, most significant first")
-    t_rcd_ns: float = Field(ge=0, description="ACTIVATE to READ/WRITE")
-    t_rp_ns: float = Field(ge=0, description="PRECHARGE period")
-    t_ras_ns: float = Field(ge=0, description="ACTIVATE to PRECHARGE")
-    t_cl_ns: float = Field(ge=0, description="READ to first data (part of latency_ns; documented)")
-    t_ccd_s_ns: float = Field(ge=0, description="column to column, different bank group")
-    t_ccd_l_ns: float = Field(ge=0, description="column to column, same bank group")
-    t_rrd_s_ns: float = Field(ge=0, description="ACTIVATE to ACTIVATE, different bank group")
-    t_faw_ns: float = Field(ge=0, description="window of four ACTIVATEs")
-    t_refi_ns: float = Field(ge=0, description="refresh interval; 0 disables refresh")
-    t_rfc_ns: float = Field(ge=0, description="refresh cycle time (channel blocked)")
+    t_rcd_ns: float = Field(**TIME_NS, description="ACTIVATE to READ/WRITE")
+    t_rp_ns: float = Field(**TIME_NS, description="PRECHARGE period")
+    t_ras_ns: float = Field(**TIME_NS, description="ACTIVATE to PRECHARGE")
+    t_cl_ns: float = Field(**TIME_NS, description="READ to first data (part of latency_ns; documented)")
+    t_ccd_s_ns: float = Field(**TIME_NS, description="column to column, different bank group")
+    t_ccd_l_ns: float = Field(**TIME_NS, description="column to column, same bank group")
+    t_rrd_s_ns: float = Field(**TIME_NS, description="ACTIVATE to ACTIVATE, different bank group")
+    t_faw_ns: float = Field(**TIME_NS, description="window of four ACTIVATEs")
+    t_refi_ns: float = Field(**TIME_NS, description="refresh interval; 0 disables refresh")
+    t_rfc_ns: float = Field(**TIME_NS, description="refresh cycle time (channel blocked)")
     refresh: Literal["postponed", "windowed"] = Field(
         "postponed", description="postponed: the controller defers refreshes while busy (at most "
         "refresh_postpone_max) and catches up in idle time; windowed: fixed blocked windows [m tREFI - tRFC, m tREFI)")
-    refresh_postpone_max: int = Field(8, ge=0, description="refreshes the controller may postpone (JEDEC: 8)")
-    t_wtr_ns: float = Field(ge=0, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
-    t_rtw_ns: float = Field(ge=0, description="read-to-write bus turnaround")
+    refresh_postpone_max: int = Field(8, ge=0, le=64, description="refreshes the controller may postpone (JEDEC: 8)")
+    t_wtr_ns: float = Field(**TIME_NS, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
+    t_rtw_ns: float = Field(**TIME_NS, description="read-to-write bus turnaround")
 
     @model_validator(mode="before")
     @classmethod
     def _fill_from_preset(cls, data):
-        if isinstance(data, dict) and data.get("preset"):
+        if isinstance(data, dict) and data.get("preset") is not None:
             return {**_dram_preset(data["preset"]), **data}
         return data
 
@@ -79,19 +124,21 @@ class DramTimingConfig(Strict):
         return self.t_ras_ns + self.t_rp_ns
 
 
-def _dram_preset(name: str) -> dict:
+def _dram_preset(name) -> dict:
     """Fields of a DRAM timing preset (models/presets/<name>.yaml)."""
     from importlib import resources
 
     folder = resources.files("tlmsim.models") / "presets"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-        raise ValueError(f"unknown DRAM timing preset '{name}'; use one of {known}")
-    return yaml.safe_load(path.read_text())
+    known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    if name not in known:  # also keeps paths such as ../../x out of the lookup
+        raise ValueError(f"unknown DRAM timing preset {short_repr(name)}; use one of {known}")
+    preset = load_yaml_file(folder / f"{name}.yaml", f"DRAM timing preset {name}")
+    if not isinstance(preset, dict):
+        raise ValueError(f"DRAM timing preset {name} is not a mapping of fields; fix models/presets/{name}.yaml")
+    return preset
 
 
-class HbmSwitchConfig(Strict):
+class HbmSwitchConfig(Section):
     """The U280 HBM AXI switch: 32 ports in mini-switches of 4 ports x 4 pseudo-channels.
 
     A port reaching a pseudo-channel of another mini-switch crosses lateral links,
@@ -99,31 +146,31 @@ class HbmSwitchConfig(Strict):
     Throughput Loss"); each crossing adds latency.
     """
 
-    ports_per_switch: int = Field(4, gt=0, description="AXI ports (and pseudo-channels) per mini-switch")
-    ports_used: int = Field(gt=0, description="AXI ports the accelerator drives, spread evenly over the switch")
-    port_gbps: float = Field(gt=0, description="peak of one AXI port (256 bit x AXI clock)")
-    lateral_fraction: float = Field(0.5, gt=0, le=1, description="throughput of a lateral path / local")
-    lateral_latency_ns: float = Field(ge=0, description="extra latency per mini-switch crossed")
+    ports_per_switch: int = Field(4, **PORTS, description="AXI ports (and pseudo-channels) per mini-switch")
+    ports_used: int = Field(**PORTS, description="AXI ports the accelerator drives, spread evenly over the switch")
+    port_gbps: float = Field(**BANDWIDTH_GBPS, description="peak of one AXI port (256 bit x AXI clock)")
+    lateral_fraction: float = Field(0.5, gt=0.001, le=1, description="throughput of a lateral path / local")
+    lateral_latency_ns: float = Field(**TIME_NS, description="extra latency per mini-switch crossed")
 
 
-class MemoryConfig(Strict):
+class MemoryConfig(Section):
     """An off-chip memory (all channels of one kind): peak numbers from the data sheet,
     optional DRAM command timing, HBM switch and how addresses spread over channels."""
 
     kind: Literal["hbm2", "ddr4", "generic"] = "generic"
-    channels: int = Field(gt=0, description="independent channels (HBM pseudo-channels)")
-    bandwidth_gbps: float = Field(gt=0, description="total peak bandwidth, GB/s")
-    latency_ns: float = Field(ge=0, description="idle read latency (page hit)")
-    burst_bytes: int = Field(64, gt=0, description="smallest transfer; requests round up to it")
-    interleave_bytes: int = Field(4096, gt=0, description="address interleave across channels")
-    capacity_gib: float = Field(gt=0)
+    channels: int = Field(**PORTS, description="independent channels (HBM pseudo-channels)")
+    bandwidth_gbps: float = Field(**BANDWIDTH_GBPS, description="total peak bandwidth, GB/s")
+    latency_ns: float = Field(**TIME_NS, description="idle read latency (page hit)")
+    burst_bytes: int = Field(64, ge=1, le=65536, description="smallest transfer; requests round up to it")
+    interleave_bytes: int = Field(4096, ge=1, le=2**30, description="address interleave across channels")
+    capacity_gib: float = Field(gt=1e-6, le=16384, description="capacity, above 1 KiB, at most 16 TiB")
     dram: DramTimingConfig | None = Field(None, description="command timing; None = ideal pipe at peak")
     switch: HbmSwitchConfig | None = Field(None, description="HBM AXI switch; None = every port local")
     placement_channels: Literal["spread", "one", "range"] = Field(
         "spread", description="spread: interleave over all channels; one: each channel holds a contiguous "
                               "capacity/channels slice, so a tensor sits in one channel; range: interleave "
                               "over channel_range")
-    channel_range: tuple[int, int] | None = Field(None, description="(first channel, count) for 'range'")
+    channel_range: ChannelRange | None = Field(None, description="(first channel, count) for 'range'")
 
     @property
     def capacity_bytes(self) -> int:
@@ -155,7 +202,7 @@ class MemoryConfig(Strict):
 ON_CHIP_BLOCKS = {"uram": (36.0, 72), "bram": (4.5, 72)}
 
 
-class BufferConfig(Strict):
+class BufferConfig(Section):
     """A banked on-chip buffer (ping-pong with 2 banks), each bank a row of URAM/BRAM blocks.
 
     A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
@@ -163,10 +210,11 @@ class BufferConfig(Strict):
     (more blocks, each partly used) so it can keep up with a fast producer.
     """
 
-    banks: int = Field(2, ge=1)
-    bank_kib: float = Field(gt=0)
+    banks: int = Field(2, ge=1, le=64)
+    bank_kib: float = Field(**ON_CHIP_KIB)
     memory: Literal["uram", "bram"] = "uram"
-    width_bits: int | None = Field(None, gt=0, description="bank data width; None = blocks that hold bank_kib")
+    width_bits: int | None = Field(None, ge=1, le=65536,
+                                   description="bank data width; None = blocks that hold bank_kib")
 
     @property
     def bank_bytes(self) -> int:
@@ -192,29 +240,30 @@ class BufferConfig(Strict):
         return self.banks * self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][0]
 
 
-class ActivationBufferConfig(Strict):
+class ActivationBufferConfig(Section):
     """On-chip activations: a layer's input and output rows must fit a token chunk."""
 
-    capacity_kib: float = Field(gt=0)
+    capacity_kib: float = Field(**ON_CHIP_KIB)
     memory: Literal["uram", "bram"] = "uram"
 
 
-class DecoderConfig(Strict):
+class DecoderConfig(Section):
     """Weight decoder: N:M index expansion and INT4/ternary dequantization."""
 
-    weights_per_cycle: int = Field(gt=0, description="stored weights decoded per cycle")
-    latency_cycles: int = Field(4, ge=0)
+    weights_per_cycle: int = Field(ge=1, le=2**24, description="stored weights decoded per cycle")
+    latency_cycles: int = Field(4, **CYCLES)
 
 
-class PeArrayConfig(Strict):
+class PeArrayConfig(Section):
     """Array of rows x cols N:M PEs (the RTL in rtl/ is one PE with these n, m, lanes)."""
 
-    rows: int = Field(gt=0, description="token rows computed in parallel")
-    cols: int = Field(gt=0, description="output columns computed in parallel")
-    n: int = Field(gt=0, description="kept weights per group the PE mux handles")
-    m: int = Field(gt=1, description="group size of the N:M pattern")
-    lanes: int = Field(gt=0, description="N:M groups per PE per cycle")
-    native_weight_bits: int = Field(4, gt=0, description="multiplier weight width; wider weights take more beats")
+    rows: int = Field(ge=1, le=4096, description="token rows computed in parallel")
+    cols: int = Field(ge=1, le=4096, description="output columns computed in parallel")
+    n: int = Field(ge=1, le=255, description="kept weights per group the PE mux handles")
+    m: int = Field(ge=2, le=256, description="group size of the N:M pattern")
+    lanes: int = Field(ge=1, le=4096, description="N:M groups per PE per cycle")
+    native_weight_bits: int = Field(4, ge=1, le=16,
+                                    description="multiplier weight width; wider weights take more beats")
     ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
 
     @model_validator(mode="after")
@@ -226,28 +275,28 @@ class PeArrayConfig(Strict):
         return self
 
 
-class VectorUnitConfig(Strict):
+class VectorUnitConfig(Section):
     """SIMD unit for norms, softmax, activations, RoPE and residual adds."""
 
-    lanes: int = Field(gt=0, description="elements per cycle")
-    latency_cycles: int = Field(16, ge=0)
-    cycles_per_element: dict[str, float] = Field(
+    lanes: int = Field(ge=1, le=65536, description="elements per cycle")
+    latency_cycles: int = Field(16, **CYCLES)
+    cycles_per_element: dict[str, CyclesPerElement] = Field(
         default_factory=lambda: {"rmsnorm": 2, "layernorm": 3, "softmax": 3, "activation": 2,
                                  "elementwise": 1, "rope_table": 2},
         description="issue cycles per element and lane for each vector op")
 
 
-class FpgaConfig(Strict):
+class FpgaConfig(Section):
     """Device totals used to check that on-chip buffers fit (AMD DS963 for the U280)."""
 
-    uram_kib: float = Field(gt=0)
-    bram_kib: float = Field(gt=0)
+    uram_kib: float = Field(**ON_CHIP_KIB)
+    bram_kib: float = Field(**ON_CHIP_KIB)
 
 
-class AcceleratorConfig(Strict):
+class AcceleratorConfig(Section):
     """The accelerator on the FPGA fabric."""
 
-    clock_mhz: float = Field(gt=0)
+    clock_mhz: float = Field(**CLOCK_MHZ)
     fpga: FpgaConfig
     weight_buffer: BufferConfig
     kv_buffer: BufferConfig
@@ -257,26 +306,27 @@ class AcceleratorConfig(Strict):
     vector_unit: VectorUnitConfig
 
 
-class PlacementConfig(Strict):
+class PlacementConfig(Section):
     """Which memories hold each tensor class, tried in order until one has room."""
 
-    weights: list[str] = Field(min_length=1)
-    kv_cache: list[str] = Field(min_length=1)
-    embeddings: list[str] = Field(min_length=1)
+    weights: list[str] = Field(min_length=1, max_length=16)
+    kv_cache: list[str] = Field(min_length=1, max_length=16)
+    embeddings: list[str] = Field(min_length=1, max_length=16)
 
 
-class WorkloadConfig(Strict):
+class WorkloadConfig(Section):
     """The model, its compression, and the inference job."""
 
-    model: str = Field(description="shipped config name (e.g. 'llama-7b') or a model directory")
-    weight_format: str = Field(description="decoder-layer linears: fp16, int8, int4, ternary, optionally -N:M")
-    lm_head_format: str = "fp16"
-    group_size: int = Field(128, gt=0, description="kept weights per INT scale")
-    batch: int = Field(1, gt=0)
-    prefill_tokens: int = Field(gt=0)
-    decode_tokens: int = Field(ge=0)
-    activation_bits: int = Field(8, gt=0)
-    kv_bits: int = Field(16, gt=0)
+    model: str = Field(max_length=4096, description="shipped config name (e.g. 'llama-7b') or a model directory")
+    weight_format: str = Field(max_length=32, description="decoder-layer linears: fp16, int8, int4, ternary, "
+                                                          "optionally -N:M")
+    lm_head_format: str = Field("fp16", max_length=32)
+    group_size: int = Field(128, ge=1, le=2**20, description="kept weights per INT scale")
+    batch: int = Field(1, ge=1, le=4096)
+    prefill_tokens: int = Field(ge=1, le=TOKENS)
+    decode_tokens: int = Field(ge=0, le=TOKENS)
+    activation_bits: BITS = 8
+    kv_bits: BITS = 16
 
     @field_validator("weight_format", "lm_head_format")
     @classmethod
@@ -287,14 +337,15 @@ class WorkloadConfig(Strict):
         return spec
 
 
-class TraceConfig(Strict):
+class TraceConfig(Section):
     """How much of the run goes into trace.json and the timeline."""
 
     prefill: bool = True
-    decode_steps: int = Field(1, ge=0, description="first decode steps to trace")
+    decode_steps: int = Field(1, ge=0, le=TOKENS, description="first decode steps to trace "
+                                                              "(at most workload.decode_tokens)")
 
 
-class SimulationConfig(Strict):
+class SimulationConfig(Section):
     """How the simulator itself runs (not what it models)."""
 
     reuse_identical_layers: bool = Field(
@@ -302,12 +353,12 @@ class SimulationConfig(Strict):
         "boundary to the next (models/steady_state.py); results are identical either way")
 
 
-class Config(Strict):
+class Config(Section):
     """A whole simulation: memories, accelerator, placement, workload."""
 
-    name: str
-    seed: int = 0
-    memory: dict[str, MemoryConfig] = Field(min_length=1)
+    name: str = Field(max_length=200)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    memory: dict[str, MemoryConfig] = Field(min_length=1, max_length=16)
     accelerator: AcceleratorConfig
     placement: PlacementConfig
     workload: WorkloadConfig
@@ -319,22 +370,33 @@ class Config(Strict):
         for field in ("weights", "kv_cache", "embeddings"):
             for mem in getattr(self.placement, field):
                 if mem not in self.memory:
-                    raise ValueError(f"placement.{field} names memory '{mem}', which is not defined; "
-                                     f"use one of {sorted(self.memory)}")
+                    raise _cross_error(f"placement.{field} names memory {short_repr(mem)}, which is not defined; "
+                                       f"use one of {sorted(self.memory)}", f"placement.{field}", "memory")
         _check_format_fits_pe(self.workload.weight_format, self.workload.group_size, self.accelerator.pe_array)
         _check_on_chip_budget(self.accelerator)
+        steps, tokens = self.trace.decode_steps, self.workload.decode_tokens
+        if steps > max(tokens, 1):  # the default (trace step 1) stays valid for a prefill-only run
+            raise _cross_error(f"trace.decode_steps={steps} exceeds workload.decode_tokens={tokens}; "
+                               f"trace at most {max(tokens, 1)} steps", "trace.decode_steps", "workload.decode_tokens")
         return self
+
+
+def _cross_error(message: str, *fields: str) -> PydanticCustomError:
+    """A check across sections failed; ``fields`` are the settings it involves (to blame a --set)."""
+    return PydanticCustomError("cross_check", message, {"fields": fields})
 
 
 def _check_format_fits_pe(spec: str, group_size: int, pe: PeArrayConfig) -> None:
     from tlmsim.workloads.formats import parse_format
 
     fmt = parse_format(spec, group_size)
+    blame = ("workload.weight_format", "accelerator.pe_array")
     if fmt.sparse and (fmt.n, fmt.m) != (pe.n, pe.m):
-        raise ValueError(f"workload.weight_format {spec} is {fmt.n}:{fmt.m} sparse but the PE array "
-                         f"is built for {pe.n}:{pe.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}")
+        raise _cross_error(f"workload.weight_format {spec} is {fmt.n}:{fmt.m} sparse but the PE array "
+                           f"is built for {pe.n}:{pe.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}", *blame)
     if fmt.encoding == "ternary" and not pe.ternary:
-        raise ValueError("workload.weight_format is ternary but accelerator.pe_array.ternary is false")
+        raise _cross_error("workload.weight_format is ternary but accelerator.pe_array.ternary is false; "
+                           "set it to true", *blame)
 
 
 def _check_on_chip_budget(acc: AcceleratorConfig) -> None:
@@ -344,69 +406,221 @@ def _check_on_chip_budget(acc: AcceleratorConfig) -> None:
     used[acc.activation_buffer.memory] += acc.activation_buffer.capacity_kib
     for kind, total in (("uram", acc.fpga.uram_kib), ("bram", acc.fpga.bram_kib)):
         if used[kind] > total:
-            raise ValueError(f"on-chip buffers need {used[kind]:.0f} KiB of {kind.upper()} but the FPGA "
-                             f"has {total:.0f} KiB (accelerator.fpga.{kind}_kib); shrink the buffers")
+            raise _cross_error(f"on-chip buffers need {used[kind]:.0f} KiB of {kind.upper()} but the FPGA "
+                               f"has {total:.0f} KiB (accelerator.fpga.{kind}_kib); shrink the buffers", "accelerator")
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: Sequence[str] | None = None) -> Config:
     """Read, override (``a.b.c=value``) and validate a YAML config."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass the path of a YAML file such as configs/u280_llama7b.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+    source = clip(str(path), 120)
+    if not path.exists():
+        raise ConfigError(f"config file {source} not found; pass the path of a YAML file "
+                          "such as configs/u280_llama7b.yaml")
+    raw = load_yaml_file(path, source)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, memory, accelerator, ...)")
-    for item in overrides or []:
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (name, memory, accelerator, ...)")
+    overrides = list(overrides or [])
+    for item in overrides:
         apply_override(raw, item)
-    return validate_config(raw, source=str(path))
+    return validate_config(raw, source=source, overrides=overrides)
 
 
-def validate_config(raw: dict, source: str = "config") -> Config:
-    """Validate a config dict, turning pydantic errors into one ConfigError."""
+def validate_config(raw: dict, source: str = "config", overrides: Sequence[str] = ()) -> Config:
+    """Validate a config dict, turning pydantic errors into one ConfigError.
+
+    ``overrides`` are the ``--set`` items already applied to ``raw``: a problem in a field
+    one of them wrote is reported as that ``--set``'s, not the file's."""
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
+        raise ConfigError(_describe(err, source, overrides)) from None
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Set ``section.field=value`` in a raw config dict (value parsed as YAML)."""
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override '{item}' must look like section.field=value")
+    """Set ``section.field=value`` in a raw config dict; the value is YAML, read by tlmsim.yamlio."""
+    source = f"--set {clip(item)}"
+    parts = _override_path(item)
     node = raw
-    parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None and depth == 0 and part in Config.model_fields:
             node[part] = {}  # a section left to its defaults in the file
         if not isinstance(node.get(part), dict):
-            raise ConfigError(f"override '{item}': '{part}' is not a section of the config")
+            raise ConfigError(f"{source}: {clip(part)!r} is not a section of the config; "
+                              "check the field path, e.g. accelerator.clock_mhz")
         node = node[part]
-    # YAML 1.1 reads "1:2" as a base-60 integer (62); an N:M pattern must stay text.
-    node[parts[-1]] = text if re.fullmatch(r"\d+(:\d+)+", text.strip()) else yaml.safe_load(text)
+    node[parts[-1]] = load_yaml_text(item.partition("=")[2], source)  # 2:4 stays text (see yamlio)
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _override_path(item: str) -> tuple[str, ...]:
+    """The field path of a ``--set`` item (``a.b=1`` -> ('a', 'b'))."""
+    key, sep, _ = item.partition("=")
+    parts = tuple(p.strip() for p in key.split("."))
+    if not sep or not all(parts):
+        raise ConfigError(f"--set {clip(item)}: must look like section.field=value, "
+                          "e.g. --set workload.decode_tokens=64")
+    return parts
+
+
+# ---------------------------------------------------------------- error messages
+
+
+# What to do about a wrong type; strict mode refuses what lax mode would silently convert.
+_TYPE_FIXES = {
+    "int_type": "use a whole number without quotes (not true/false, not 4.0)",
+    "float_type": "use a plain number without quotes or units",
+    "bool_type": "use true or false",
+    "string_type": "use text (quote it if it looks like a number or true/false)",
+    "dict_type": "use a mapping of fields",
+    "model_type": "use a mapping of fields",
+    "list_type": "use a list, e.g. [hbm, ddr]",
+    "finite_number": "use a finite number",
+}
+# Errors about a number: the message adds the field's allowed range.
+_NUMBER_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
+                  "int_type", "float_type"}
+# Units of the number in a field, by the suffix of its name.
+_UNITS = {"_mhz": "MHz", "_gbps": "GB/s", "_ns": "ns", "_kib": "KiB", "_gib": "GiB", "_bytes": "bytes",
+          "_bits": "bits", "_cycles": "cycles"}
+# A whole message stays short even if a validator echoes its input.
+MAX_MESSAGE = 400
+
+
+def _describe(err: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
     """The first problem in one line (plus how many more there are)."""
-    lines = _problems(err, source)
+    lines = [_problem(e, source, overrides) for e in err.errors()]
     more = f" (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
-    return lines[0] + more
+    return clip(lines[0], MAX_MESSAGE) + more
 
 
-def _problems(err: ValidationError, source: str) -> list[str]:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown field '{field}'; remove it or fix its spelling")
-        elif e["type"] == "missing":
-            lines.append(f"{source}: missing field '{field}'; add it")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {field}: {msg}" + ("" if "; " in msg else f" (got {e.get('input')!r})"))
-    return lines
+def _problem(e: dict, source: str, overrides: Sequence[str]) -> str:
+    """One pydantic error as ``source: field: what is wrong; the fix``."""
+    loc = tuple(str(p) for p in e["loc"])
+    blamed = e.get("ctx", {}).get("fields") if e["type"] == "cross_check" else None
+    source = _blame(overrides, [tuple(f.split(".")) for f in blamed] if blamed else [loc]) or source
+    field = ".".join(clip(p, 40) for p in loc) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        return f"{source}: unknown field '{field}'; remove it or fix its spelling"
+    if e["type"] == "missing":
+        return f"{source}: missing field '{field}'; add it"
+    if e["type"] == "cross_check":
+        return f"{source}: {e['msg']}"
+    msg = e["msg"].removeprefix("Value error, ")
+    if "; " in msg:  # our own validators already say what to do
+        return f"{source}: {field}: {msg}"
+    got = "" if isinstance(e.get("input"), dict) else f" (got {short_repr(e.get('input'))})"
+    return f"{source}: {field}: {msg}{got}{_fix(e['type'], e['loc'])}"
+
+
+def _fix(kind: str, loc: tuple) -> str:
+    """``; <what to do>`` for a pydantic error type: the right type and the allowed range."""
+    allowed = _range_at(loc) if kind in _NUMBER_ERRORS else None
+    if kind in _TYPE_FIXES and kind != "finite_number":
+        return f"; {_TYPE_FIXES[kind]}" + (f", in {allowed}" if allowed else "")
+    if allowed:
+        return f"; the allowed range is {allowed}"
+    return f"; {_TYPE_FIXES[kind]}" if kind in _TYPE_FIXES else ""
+
+
+def _blame(overrides: Sequence[str], fields: list[tuple[str, ...]]) -> str | None:
+    """``--set ITEM`` of the last override that wrote into (or around) one of ``fields``."""
+    for item in reversed(overrides):
+        path = _override_path(item)
+        for field in fields:
+            if field and (field[:len(path)] == path or path[:len(field)] == field):
+                return f"--set {clip(item)}"
+    return None
+
+
+# ---------------------------------------------------------------- ranges
+
+
+def numeric_ranges(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every number of the config as (field path, allowed range), e.g. ('accelerator.clock_mhz',
+    '(0.001, 2000] MHz'); ``*`` stands for any name (memories, vector ops). docs/configs.md lists them."""
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub, keyed = _submodel(info.annotation)
+        if sub is not None:
+            yield from numeric_ranges(sub, f"{path}.*." if keyed else f"{path}.")
+            continue
+        allowed = _range_text(name, info.annotation, info.metadata)
+        if allowed:
+            yield path + (".*" if typing.get_origin(info.annotation) is dict else ""), allowed
+
+
+def _range_at(loc: tuple) -> str | None:
+    """The allowed range of the field at a pydantic error location (None if not a number)."""
+    model, keyed, info, name = Config, False, None, ""
+    for part in loc:
+        if keyed:  # a name inside a dict of sections (memory.<name>)
+            keyed = False
+            continue
+        if model is None or part not in model.model_fields:
+            break
+        name, info = part, model.model_fields[part]
+        model, keyed = _submodel(info.annotation)
+    return _range_text(name, info.annotation, info.metadata) if info is not None and model is None else None
+
+
+def _submodel(annotation) -> tuple[type[BaseModel] | None, bool]:
+    """The config section inside a field's type (``X``, ``X | None``, ``dict[str, X]``) and
+    whether a dict key comes first."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict:
+        sub, _ = _submodel(args[1])
+        return sub, sub is not None
+    for arg in args if origin in (typing.Union, types.UnionType) else ():
+        sub, keyed = _submodel(arg)
+        if sub is not None:
+            return sub, keyed
+    return None, False
+
+
+def _range_text(name: str, annotation, metadata: list) -> str | None:
+    """``[lo, hi] unit`` from a field's constraints (or those of its elements), or the
+    allowed values of a Literal of numbers."""
+    bounds = _bounds(metadata) or _bounds(_element_metadata(annotation))
+    unit = next((u for suffix, u in _UNITS.items() if name.endswith(suffix)), "")
+    if bounds:
+        return f"{bounds} {unit}".strip()
+    values = typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
+    if values and all(isinstance(v, int) for v in values):
+        return "one of " + ", ".join(map(str, values)) + (f" {unit}" if unit else "")
+    return None
+
+
+def _bounds(metadata: list) -> str | None:
+    """``(lo, hi]``-style text of annotated-types bounds, or None."""
+    low = high = None
+    for c in metadata:
+        if isinstance(c, annotated_types.Gt):
+            low = f"({_num(c.gt)}"
+        elif isinstance(c, annotated_types.Ge):
+            low = f"[{_num(c.ge)}"
+        elif isinstance(c, annotated_types.Lt):
+            high = f"{_num(c.lt)})"
+        elif isinstance(c, annotated_types.Le):
+            high = f"{_num(c.le)}]"
+    return f"{low}, {high}" if low and high else None
+
+
+def _element_metadata(annotation) -> list:
+    """Constraints of the numbers inside a container type (dict values, tuple items, X | None)."""
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, FieldInfo) and arg.metadata:
+            return arg.metadata
+        found = _element_metadata(arg)
+        if found:
+            return found
+    return []
+
+
+def _num(x: float) -> str:
+    """A bound as people write it: 2000, 0.001, 1e-06."""
+    return str(int(x)) if x == int(x) else f"{x:g}"
