@@ -50,6 +50,7 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "schema_version": SCHEMA_VERSION,
         "tlmsim_version": tlmsim_version(),
         "name": cfg.name,
+        "model": acc.workload.graph.graph.get("model_source"),
         "phases": phases,
         "weights": _weights(acc),
         "ops": [_op(rec) for s in steps for rec in s.ops],
@@ -140,8 +141,7 @@ def storage_per_weight(graph: nx.DiGraph, group_size: int) -> dict[str, float]:
     """Bytes per dense weight (values + indices + scales) of the decoder-layer linears in
     each storage format: the exact packed layout size, which tests check equals the
     length of real packed arrays (tests/workloads/test_packing.py)."""
-    from tlmsim.workloads.formats import parse_format
-    from tlmsim.workloads.packing import STORAGE_FORMATS
+    from tlmsim.workloads.formats import STORAGE_FORMATS, parse_format
 
     shapes = [(d["out_features"], d["in_features"]) for _, d in graph.nodes(data=True)
               if d["kind"] == "linear" and d["layer"] is not None]

@@ -11,52 +11,42 @@ layers; embeddings and ``lm_head`` stay fp16. It writes to ``out_dir``:
 * ``manifest.json``: per layer its shape, format fields and packed byte count (taken
   from the packed arrays), plus the tool name and version.
 
-``load_manifest`` reads the manifest back and checks it against both safetensors files.
+``load_manifest`` (in ``manifest.py``, re-exported here) reads the manifest back and
+checks it against both safetensors files. Every problem with the input or output files
+is a one-line ``ModelError`` (a ``ConfigError``) naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
+from tlmsim.workloads.manifest import (  # noqa: F401  (re-exported: the loading half lives there)
+    ARRAYS,
+    INDEX,
+    MANIFEST,
+    PACKED,
+    SINGLE,
+    LayerRecord,
+    hf_weight_shapes,
+    load_manifest,
+    safetensors_shapes,
+    tool_version,
+)
+from tlmsim.workloads.model_source import ModelError, one_line, read_config_json
 from tlmsim.workloads.packing import PackedWeight, pack_quantized
 from tlmsim.workloads.pruning import Criterion, prune_mask
 from tlmsim.workloads.quantization import QuantizedWeight, quantize
 
-MANIFEST = "manifest.json"
-PACKED = "packed.safetensors"
-ARRAYS = ("values", "indices", "scales", "zeros")
 FP16 = parse_format("fp16")
 _DECODER_LAYER = re.compile(r"(^|\.)layers\.\d+\.")
-
-
-@dataclass(frozen=True)
-class LayerRecord:
-    """One stored weight matrix of a compressed model, as the simulator sizes it."""
-
-    name: str  # module name, e.g. "model.layers.0.self_attn.q_proj"
-    out_features: int
-    in_features: int
-    fmt: WeightFormat
-    packed_nbytes: int  # bytes of its packed arrays
-
-
-def tool_version() -> str:
-    """Installed tlmsim version, recorded in manifests."""
-    try:
-        return importlib.metadata.version("tlmsim")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 # ---- compressing in memory -------------------------------------------------------------
@@ -159,10 +149,11 @@ def compress_model(
 ) -> dict[str, LayerRecord]:
     """Compress the HF model in `model_dir` to `out_dir` (model, packed arrays, manifest).
     Wanda calibrates on `calibration_texts`, by default the shipped corpus."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model_dir = Path(model_dir)
+    check_nm(fmt)
+    check_input_folder(model_dir)
+    model, tokenizer = _load_input_model(model_dir)
+    check_format_fits(model, fmt)
     norms = None
     if criterion == "wanda":
         norms = activation_norms(model, tokenizer, calibration_texts or [_default_calibration_text()])
@@ -173,6 +164,64 @@ def compress_model(
     save_packed(out_dir, layers)
     write_manifest(out_dir, layers, fmt, criterion)
     return {name: record for name, (record, _) in layers.items()}
+
+
+def check_nm(fmt: WeightFormat) -> None:
+    """N:M sparsity needs M a power of two: the PE's index mux (and ``tlmsim run``) does."""
+    if fmt.sparse and fmt.m & (fmt.m - 1):
+        raise ModelError(f"N:M {fmt.n}:{fmt.m}: M={fmt.m} is not a power of two; the accelerator's "
+                         f"PE selects one of M inputs, so use e.g. 2:4, 1:4 or 2:8")
+
+
+def check_input_folder(model_dir: Path) -> None:
+    """The input is a HF causal-LM folder with a readable config and intact safetensors."""
+    from tlmsim.workloads.hf_model import check_causal_lm
+
+    label = f"compress {model_dir}"
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{label}: {model_dir} has no config.json; pass a local Hugging Face model folder")
+    config, _ = read_config_json(model_dir / "config.json", label)
+    check_causal_lm(config["model_type"], label)
+    has_safetensors = (model_dir / INDEX).is_file() or (model_dir / SINGLE).is_file()
+    if has_safetensors or not (model_dir / "pytorch_model.bin").is_file():
+        # Read every safetensors header now: transformers' own errors are long or tracebacks.
+        hf_weight_shapes(model_dir, "re-save the model with save_pretrained or copy it again")
+
+
+def _load_input_model(model_dir: Path):
+    """The float32 model and its tokenizer; every failure is one line naming the folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tlmsim.workloads.graph import quiet_transformers
+
+    try:
+        with quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                               output_loading_info=True)
+    except Exception as err:  # transformers raises many types here; all mean "this folder is broken"
+        raise ModelError(f"compress {model_dir}: transformers cannot load the model ({type(err).__name__}: "
+                         f"{one_line(err)}); fix or re-save the model folder") from None
+    missing = [*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))]
+    if missing:
+        raise ModelError(f"compress {model_dir}: the weight files lack or misshape {len(missing)} tensors "
+                         f"(e.g. {sorted(missing)[0]!r}); the folder is incomplete, copy or re-save it")
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as err:
+        raise ModelError(f"compress {model_dir}: no usable tokenizer ({type(err).__name__}: {one_line(err)}); "
+                         f"save the tokenizer into the model folder (tokenizer.save_pretrained)") from None
+    return model.eval(), tokenizer
+
+
+def check_format_fits(model: torch.nn.Module, fmt: WeightFormat) -> None:
+    """Every decoder linear's input width is a multiple of M (N:M groups run along inputs)."""
+    if not fmt.sparse:
+        return
+    for name, linear in decoder_linears(model).items():
+        if linear.in_features % fmt.m:
+            raise ModelError(f"N:M {fmt.n}:{fmt.m}: {name} has {linear.in_features} inputs, not a multiple "
+                             f"of M={fmt.m}; choose an M that divides every layer's input width")
 
 
 def _default_calibration_text() -> str:
@@ -209,98 +258,11 @@ def _layer_entry(record: LayerRecord, packed: PackedWeight) -> dict:
     }
 
 
-def load_manifest(out_dir: str | Path) -> dict[str, LayerRecord]:
-    """Layer records of a compressed model, checked against its packed and HF weights."""
-    out_dir = Path(out_dir)
-    entries = _read_manifest(out_dir)["layers"]
-    records = {name: _record(out_dir, name, entry) for name, entry in entries.items()}
-    _check_packed(out_dir, records)
-    _check_model_shapes(out_dir, records)
-    return records
-
-
-def _read_manifest(out_dir: Path) -> dict:
-    path = out_dir / MANIFEST
-    if not path.is_file():
-        raise ValueError(f"{path} not found: {out_dir} is not a compressed model; create it with compress_model(model_dir, fmt, out_dir)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-run compress_model to rewrite it") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), dict):
-        raise ValueError(f"{path} has no 'layers' table; re-run compress_model to rewrite it")
-    return manifest
-
-
-def _record(out_dir: Path, name: str, entry: dict) -> LayerRecord:
-    try:
-        fmt = WeightFormat(**entry["format"])
-        record = LayerRecord(name, int(entry["out_features"]), int(entry["in_features"]), fmt, int(entry["packed_nbytes"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{out_dir / MANIFEST}: bad entry for layer {name!r} ({err}); re-run compress_model") from None
-    expected = fmt.packed_nbytes(record.out_features, record.in_features)
-    if expected != record.packed_nbytes:
-        raise ValueError(
-            f"{out_dir / MANIFEST}: layer {name!r} records {record.packed_nbytes} packed bytes but format "
-            f"{fmt.name!r} at shape [{record.out_features}, {record.in_features}] needs {expected}; re-run compress_model"
-        )
-    return record
-
-
-def _check_packed(out_dir: Path, records: dict[str, LayerRecord]) -> None:
-    """Every recorded layer's packed arrays exist in packed.safetensors and add up."""
-    path = out_dir / PACKED
-    sizes = _safetensors_shapes(path, f"re-run compress_model to rewrite {PACKED}")
-    for name, record in records.items():
-        keys = [f"{name}.{field}" for field in ARRAYS]
-        missing = [key for key in keys if key not in sizes]
-        if missing:
-            raise ValueError(f"{path} lacks {missing[0]!r} listed in {MANIFEST}; re-run compress_model")
-        total = sum(int(np.prod(sizes[key])) for key in keys)
-        if total != record.packed_nbytes:
-            raise ValueError(f"{path}: layer {name!r} has {total} packed bytes, {MANIFEST} says {record.packed_nbytes}; re-run compress_model")
-
-
-def _check_model_shapes(out_dir: Path, records: dict[str, LayerRecord]) -> None:
-    """Every recorded layer's HF weight has the recorded [out, in] shape."""
-    shapes = {}
-    for path in _model_files(out_dir):
-        shapes.update(_safetensors_shapes(path, "re-save the model or re-run compress_model"))
-    for name, record in records.items():
-        shape = shapes.get(f"{name}.weight")
-        if shape is not None and tuple(shape) != (record.out_features, record.in_features):
-            raise ValueError(
-                f"{out_dir}: weight {name}.weight has shape {tuple(shape)} but {MANIFEST} says "
-                f"[{record.out_features}, {record.in_features}]; re-run compress_model on this model"
-            )
-
-
-def _model_files(out_dir: Path) -> list[Path]:
-    index = out_dir / "model.safetensors.index.json"
-    if index.is_file():
-        return sorted({out_dir / file for file in json.loads(index.read_text())["weight_map"].values()})
-    single = out_dir / "model.safetensors"
-    if not single.is_file():
-        raise ValueError(f"{single} not found: {out_dir} holds no HF model weights; re-run compress_model")
-    return [single]
-
-
-def _safetensors_shapes(path: Path, fix: str) -> dict[str, list[int]]:
-    """Tensor shapes from a safetensors header, with a clear error for missing/corrupt files."""
-    if not path.is_file():
-        raise ValueError(f"{path} not found; {fix}")
-    try:
-        with safe_open(str(path), framework="np") as handle:
-            return {key: handle.get_slice(key).get_shape() for key in handle.keys()}
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is corrupt or unreadable ({err}); {fix}") from None
-
-
 def load_packed(out_dir: str | Path, name: str) -> PackedWeight:
     """The packed arrays of one layer from packed.safetensors."""
     path = Path(out_dir) / PACKED
-    _safetensors_shapes(path, "re-run compress_model")  # clear error if missing or corrupt
+    safetensors_shapes(path, "re-run compress_model")  # clear error if missing or corrupt
     with safe_open(str(path), framework="np") as handle:
         if f"{name}.values" not in handle.keys():
-            raise ValueError(f"{path} has no layer {name!r}; see load_manifest(out_dir) for the stored layers")
+            raise ModelError(f"{path} has no layer {name!r}; see load_manifest(out_dir) for the stored layers")
         return PackedWeight(*(handle.get_tensor(f"{name}.{field}") for field in ARRAYS))

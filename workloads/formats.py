@@ -118,3 +118,7 @@ def parse_format(spec: str, group_size: int | None = 128) -> WeightFormat:
         # BitNet b1.58: one absmean scale per tensor, values in {-1, 0, +1} as 2 bits.
         return WeightFormat(spec, "ternary", 2, n, m, None)
     raise ValueError(f"unknown weight format {spec!r}; use fp16, int8, int4 or ternary, e.g. 'int4-2:4'")
+
+
+# The formats of the storage table (docs/compression.md, result.json "storage_bytes_per_weight").
+STORAGE_FORMATS = ("fp16", "int4", "int4-2:4", "int4-1:4", "int4-2:8", "ternary", "ternary-2:4")

@@ -6,8 +6,8 @@ The model is built on the meta device (no weights, no download) and run once und
 the module that issued it, and follows tensors from producer to consumer. The recorded
 ops become nodes of a ``networkx.DiGraph``:
 
-* a call of a leaf module (Linear, Embedding, RMSNorm, activation, rotary embedding) is
-  one node;
+* a call of a leaf module (Linear or GPT-2's Conv1D, Embedding, RMSNorm, activation,
+  rotary embedding) is one node; Dropout and Identity do nothing at inference and get none;
 * inside non-leaf modules (attention, MLP, decoder layer) each matmul, softmax and KV
   cache append is a node, and each run of consecutive elementwise ops is one node.
 
@@ -15,23 +15,36 @@ Sizes are kept symbolic in the number of new tokens ``t`` and the KV length ``kv
 because the trace uses distinct values for both, a dimension equal to ``TRACE_TOKENS``
 is ``t`` and one equal to the traced KV length is ``kv``. A phase (prefill, decode) then
 evaluates them with its own numbers. Everything is per sequence; batch multiplies it.
+``Sym`` and the size helpers live in the torch-free ``symbols.py`` (re-exported here).
+
+A module the extractor cannot map, or any failure of the model's own forward under the
+trace, is an ``ExtractionError`` (a one-line ``ConfigError``) naming the module and its
+class.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
+import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import networkx as nx
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-TRACE_TOKENS = 7
-TRACE_PAST = 10
-TRACE_KV = TRACE_TOKENS + TRACE_PAST
+from tlmsim.workloads.model_source import ModelError, one_line
+from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
+    TRACE_KV,
+    TRACE_PAST,
+    TRACE_TOKENS,
+    Sym,
+    add_sym,
+    eval_size,
+    layer_index,
+    sym_dim,
+    sym_numel,
+)
 
 MATMUL_OPS = {"mm", "bmm", "addmm", "matmul", "baddbmm"}
 SOFTMAX_OPS = {"_softmax", "softmax", "_safe_softmax"}
@@ -42,45 +55,27 @@ ELEMENTWISE_OPS = {
 VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
     "RMSNorm": "rmsnorm", "LayerNorm": "layernorm", "SiLU": "activation",
     "SiLUActivation": "activation", "GELU": "activation", "GELUActivation": "activation",
-    "NewGELUActivation": "activation", "ReLU": "activation", "RotaryEmbedding": "rope_table",
+    "NewGELUActivation": "activation", "GELUTanh": "activation", "ReLU": "activation",
+    "RotaryEmbedding": "rope_table",
 }
+NO_OP_MODULES = ("Dropout", "Identity")  # identities at inference: no node, data flows through
 
 
-class UnsupportedModuleError(ValueError):
+class ExtractionError(ModelError):
+    """The extractor cannot turn this model into a layer graph."""
+
+
+class UnsupportedModuleError(ExtractionError):
     """A leaf module does work that the graph extractor cannot map to hardware."""
 
 
-@dataclass(frozen=True)
-class Sym:
-    """A size ``coef * t**t_pow * kv**kv_pow`` in new tokens ``t`` and KV length ``kv``."""
+class TraceError(ExtractionError):
+    """The model's forward pass failed under the fake-tensor trace, inside ``module``."""
 
-    coef: int
-    t_pow: int = 0
-    kv_pow: int = 0
-
-    def at(self, tokens: int, kv: int) -> int:
-        """Evaluate for a phase with ``tokens`` new tokens and KV length ``kv``."""
-        return self.coef * tokens**self.t_pow * kv**self.kv_pow
-
-    def __mul__(self, other: Sym) -> Sym:
-        return Sym(self.coef * other.coef, self.t_pow + other.t_pow, self.kv_pow + other.kv_pow)
-
-
-def sym_dim(size: int) -> Sym:
-    """Classify one traced dimension as t, kv or a constant."""
-    if size == TRACE_TOKENS:
-        return Sym(1, t_pow=1)
-    if size == TRACE_KV:
-        return Sym(1, kv_pow=1)
-    return Sym(size)
-
-
-def sym_numel(shape: tuple[int, ...]) -> Sym:
-    """Symbolic element count of a traced shape."""
-    out = Sym(1)
-    for size in shape:
-        out = out * sym_dim(size)
-    return out
+    def __init__(self, module: str, cls: str, err: Exception):
+        where = f"module '{module}' of type {cls}" if module else "the model's top level"
+        super().__init__(f"{where} cannot be traced ({type(err).__name__}: {one_line(err)})")
+        self.module, self.cls = module, cls
 
 
 def build_meta_model(hf_config) -> torch.nn.Module:
@@ -114,10 +109,12 @@ def extract_layer_graph(
 
 
 def _check_dims_are_distinguishable(cfg) -> None:
-    sizes = {cfg.hidden_size, cfg.num_attention_heads, getattr(cfg, "head_dim", 0)}
+    """Sizes t and kv are recognised by value, so no model dimension may equal them."""
+    sizes = {cfg.hidden_size, cfg.num_attention_heads, getattr(cfg, "head_dim", 0) or 0}
     if sizes & {TRACE_TOKENS, TRACE_KV}:
-        raise ValueError(f"model dimensions {sorted(sizes)} collide with trace sizes "
-                         f"{TRACE_TOKENS}/{TRACE_KV}; change TRACE_TOKENS in workloads/graph.py")
+        raise ExtractionError(f"model dimensions {sorted(sizes)} (hidden_size, num_attention_heads, head_dim) "
+                              f"collide with the trace sizes {TRACE_TOKENS}/{TRACE_KV}; change TRACE_TOKENS "
+                              f"in workloads/symbols.py to simulate this model")
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -141,13 +138,18 @@ class _OpRecorder(TorchDispatchMode):
 
         handles = self._install_hooks()
         try:
-            with FakeTensorMode(allow_non_fake_inputs=True), _quiet_transformers():
+            with FakeTensorMode(allow_non_fake_inputs=True), quiet_transformers():
                 past = self.model(input_ids=torch.zeros(1, TRACE_PAST, dtype=torch.long), use_cache=True)
                 ids = torch.zeros(1, TRACE_TOKENS, dtype=torch.long)
                 self.recording = True
                 with self:
                     self.model(input_ids=ids, past_key_values=past.past_key_values,
                                use_cache=True, logits_to_keep=1)
+        except UnsupportedModuleError:
+            raise
+        except Exception as err:  # any failure inside the model's own code: name the module it was in
+            module = self.module_stack[-1] if self.module_stack else ""
+            raise TraceError(module, type(self.modules.get(module, self.model)).__name__, err) from None
         finally:
             for handle in handles:
                 handle.remove()
@@ -162,14 +164,14 @@ class _OpRecorder(TorchDispatchMode):
     def _enter(self, name: str):
         def hook(module, args):
             self.module_stack.append(name)
-            if self.recording and _is_leaf(module):
+            if self.recording and _is_mapped_leaf(module):
                 self._add_node(name, _base(name, "pending"), [])
         return hook
 
     def _leave(self, name: str):
         def hook(module, args, output):
             self.module_stack.pop()
-            if self.recording and _is_leaf(module):
+            if self.recording and _is_mapped_leaf(module):
                 outputs = [o for o in _flat(output) if isinstance(o, torch.Tensor)]
                 self.graph.nodes[name].update(_leaf_attrs(name, module, outputs))
         return hook
@@ -191,6 +193,8 @@ class _OpRecorder(TorchDispatchMode):
         if not self.module_stack:
             return None
         module_name = self.module_stack[-1]
+        if _is_no_op(self.modules[module_name]):
+            return None
         if _is_leaf(self.modules[module_name]):
             self._link(module_name, inputs)
             return module_name
@@ -215,7 +219,7 @@ class _OpRecorder(TorchDispatchMode):
     def _elementwise(self, module_name, inputs, outputs) -> str:
         last = self.graph.nodes[self.last_node] if self.last_node else None
         if last and last["kind"] == "vector" and last["vector_op"] == "elementwise" and last["module"] == module_name:
-            last["elements"] = _add_sym(last["elements"], sym_numel(tuple(outputs[0].shape)))
+            last["elements"] = add_sym(last["elements"], sym_numel(tuple(outputs[0].shape)))
             self._link(self.last_node, inputs)
             return self.last_node
         return self._add_node(self._new_name(module_name, "elementwise"),
@@ -247,18 +251,26 @@ class _OpRecorder(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    """Silence deprecation chatter of the traced forward (it is not the user's concern)."""
+def quiet_transformers():
+    """Silence transformers' chatter and torch's fake-tensor error dumps (not the user's concern:
+    a failure becomes one ``ModelError`` line)."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    was_disabled = fake_log.disabled
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights: 100%" would be a second line on stderr
+    fake_log.disabled = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             yield
         finally:
             hf_logging.set_verbosity(level)
+            if bars:
+                hf_logging.enable_progress_bar()
+            fake_log.disabled = was_disabled
 
 
 def _flat(value):
@@ -276,10 +288,14 @@ def _is_leaf(module: torch.nn.Module) -> bool:
     return not any(True for _ in module.children())
 
 
-def layer_index(module_name: str) -> int | None:
-    """Decoder-layer index parsed from a module path like 'model.layers.3.mlp'."""
-    match = re.search(r"\.(?:layers|h|blocks)\.(\d+)(?:\.|$)", module_name)
-    return int(match.group(1)) if match else None
+def _is_no_op(module: torch.nn.Module) -> bool:
+    """Dropout and Identity do nothing at inference (and have no weights)."""
+    return type(module).__name__.endswith(NO_OP_MODULES) and not any(True for _ in module.parameters())
+
+
+def _is_mapped_leaf(module: torch.nn.Module) -> bool:
+    """A leaf module that becomes one graph node."""
+    return _is_leaf(module) and not _is_no_op(module)
 
 
 def _base(module_name: str, kind: str) -> dict:
@@ -295,6 +311,10 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
         return {**_base(name, "embedding"), "rows": sym_numel(tuple(outputs[0].shape[:-1])),
                 "embedding_dim": module.embedding_dim, "num_embeddings": module.num_embeddings}
     cls = type(module).__name__
+    if cls == "Conv1D" and hasattr(module, "nf"):  # GPT-2's linear layer, weight stored [in, out]
+        rows = sym_numel(tuple(outputs[0].shape[:-1]))
+        return {**_base(name, "linear"), "in_features": module.weight.shape[0],
+                "out_features": module.nf, "rows": rows}
     for suffix, vector_op in VECTOR_MODULES.items():
         if cls.endswith(suffix):
             return _vector_attrs(name, vector_op, outputs)
@@ -331,14 +351,3 @@ def _kv_attrs(module_name: str, outputs) -> dict:
     new = Sym(cache.coef, cache.t_pow + cache.kv_pow, 0)  # the kv dim replaced by t
     return {**_base(module_name, "kv_append"), "elements": cache, "new_elements": new}
 
-
-def _add_sym(a: Sym | tuple, b: Sym) -> tuple:
-    """Sum of symbolic sizes, kept as a tuple of terms."""
-    terms = a if isinstance(a, tuple) else (a,)
-    return terms + (b,)
-
-
-def eval_size(size: Sym | tuple, tokens: int, kv: int) -> int:
-    """Evaluate a symbolic size or a sum of them."""
-    terms = size if isinstance(size, tuple) else (size,)
-    return sum(term.at(tokens, kv) for term in terms)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tlmsim.workloads.formats import WeightFormat, parse_format
+from tlmsim.workloads.formats import STORAGE_FORMATS, WeightFormat, parse_format
 from tlmsim.workloads.quantization import QuantizedWeight
 
 SCALE_BITS = 16  # scales are stored as fp16
@@ -293,7 +293,6 @@ def _expand_groups(per_group: np.ndarray, group_size: int | None, kept_shape: tu
 # ---- storage table ----------------------------------------------------------------------
 
 LLAMA7B_SHAPES = ((4096, 4096), (11008, 4096), (4096, 11008))  # q/k/v/o, gate/up, down  [out, in]
-STORAGE_FORMATS = ("fp16", "int4", "int4-2:4", "int4-1:4", "int4-2:8", "ternary", "ternary-2:4")
 
 
 def storage_formats(specs=STORAGE_FORMATS, group_size: int = 128) -> list[WeightFormat]:

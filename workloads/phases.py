@@ -13,7 +13,7 @@ from functools import cached_property
 import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
-from tlmsim.workloads.graph import Sym, eval_size
+from tlmsim.workloads.symbols import Sym, eval_size
 
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)

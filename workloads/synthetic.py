@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from tlmsim.workloads.formats import parse_format
-from tlmsim.workloads.graph import Sym
+from tlmsim.workloads.symbols import Sym
 
 
 def single_linear(out_features: int, in_features: int, spec: str, group_size: int = 128) -> nx.DiGraph:
