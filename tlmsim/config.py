@@ -59,14 +59,14 @@ class Section(Strict):
     model_config = ConfigDict(strict=True)
 
 
-def _list_to_tuple(value):
+def list_to_tuple(value):
     """[first, count] from YAML as the tuple the field holds."""
     return tuple(value) if isinstance(value, list) else value
 
 
 # YAML has no tuples; strict mode would refuse the list [first, count] for a tuple field.
 ChannelIndex = Annotated[int, Field(ge=0, le=1024)]
-ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(_list_to_tuple)]
+ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(list_to_tuple)]
 CyclesPerElement = Annotated[float, Field(ge=0, le=10**6)]
 
 

@@ -14,31 +14,36 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import Field
+from pydantic import BeforeValidator, Field, ValidationError
 
-from tlmsim.config import Strict, load_config
+from tlmsim.config import TOKENS, Section, list_to_tuple, load_config
 from tlmsim.errors import ConfigError
 from tlmsim.output import atomic_dir, check_out
 from tlmsim.progress import Progress
+from tlmsim.yamlio import load_yaml_file, short_repr
 from tlmsim.simulate import simulate
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.synthetic import single_linear
 
 
-class StudyConfig(Strict):
+# YAML has no tuples: a [out, in] list becomes the tuple (strict mode would refuse it).
+Shape = Annotated[tuple[Annotated[int, Field(ge=1, le=2**20)], Annotated[int, Field(ge=1, le=2**20)]],
+                  BeforeValidator(list_to_tuple)]
+
+
+class StudyConfig(Section):
     """A study: a base config, formats to compare, and what to run."""
 
     name: str
     base: str = Field(description="config the study starts from, relative to the study file")
     kind: Literal["matmul", "model", "bandwidth_sweep"]
     formats: list[str] = Field(min_length=1)
-    shape: tuple[int, int] = (4096, 4096)  # matmul: out x in
-    batches: list[int] = [1]  # matmul: activation rows
-    prefill_tokens: list[int] = [128]  # model: prompt lengths
-    decode_tokens: int = 8  # model: generated tokens per run
+    shape: Shape = (4096, 4096)  # matmul: out x in
+    batches: list[Annotated[int, Field(ge=1, le=4096)]] = [1]  # matmul: activation rows
+    prefill_tokens: list[Annotated[int, Field(ge=1, le=TOKENS)]] = [128]  # model: prompt lengths
+    decode_tokens: int = Field(8, ge=0, le=TOKENS)  # model: generated tokens per run
     bandwidth_axis: str = "log:50:5000:12"  # bandwidth_sweep: memory.hbm.bandwidth_gbps values
     overrides: list[str] = []  # applied to every run
 
@@ -155,10 +160,14 @@ def _add_speedups(rows: list[dict]) -> None:
 def _load(path: Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"study file {path} not found; see configs/studies/")
+    raw = load_yaml_file(path)  # the config loader's rules: no aliases, duplicate keys, binary
     try:
-        return StudyConfig.model_validate(yaml.safe_load(path.read_text()))
-    except Exception as err:  # pydantic or YAML: one line for the user
-        raise ConfigError(f"{path}: {str(err).splitlines()[0]} ({str(err).splitlines()[-1].strip()})") from None
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {field}: {first['msg']} (got {short_repr(first.get('input'))}); "
+                          f"see configs/studies/ for the fields") from None
 
 
 def markdown(rows: list[dict]) -> str:
