@@ -118,8 +118,20 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (tests swap it; a closed old one must not matter)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _configure_logging(quiet: bool, debug: bool) -> None:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     ours = logging.getLogger("tlmsim")
     ours.handlers[:] = [handler]
@@ -152,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tlmsim {tlmsim_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
     run_cli.add_parser(sub, common)
-    sweep_cli.add_parser(sub)
+    sweep_cli.add_parser(sub, common)
     _study_parser(sub, common)
     _compress_parser(sub, common)
     _tiny_parser(sub, common)
