@@ -29,6 +29,8 @@ class BankedBuffer(Component):
     only when it really waits: a free bank or a filled tile is taken at once.
     """
 
+    role = "buffer"
+
     def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg

@@ -157,6 +157,8 @@ class Program:
 class Controller(Component):
     """In-order dispatcher of the program's ops."""
 
+    role = "control"
+
     def __init__(self, ctx: SimContext, name: str, program: Program, pe_queue: simpy.Store,
                  vector_queue: simpy.Store, weight_buffer, kv_buffer, memories: list[str], on_step_done=None,
                  on_layer_start=None):

@@ -15,6 +15,8 @@ from tlmsim.timebase import cycles_to_ps
 class WeightDecoder(Component):
     """Decodes ``weights_per_cycle`` stored weights per cycle after a fixed latency."""
 
+    role = "compute"
+
     def __init__(self, ctx: SimContext, name: str, cfg: DecoderConfig, clock_mhz: float):
         super().__init__(ctx, name)
         self.cfg = cfg

@@ -37,6 +37,8 @@ class Descriptor:
 class Dma(Component):
     """One DMA channel feeding one banked buffer."""
 
+    role = "transfer"
+
     def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], buffer, descriptors: Iterable[Descriptor]):
         super().__init__(ctx, name)
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}

@@ -30,6 +30,8 @@ from tlmsim.transaction import Command, Transaction
 class Memory(Component):
     """All channels of one memory, reachable through one target port."""
 
+    role = "memory"
+
     def __init__(self, ctx: SimContext, name: str, cfg: MemoryConfig):
         super().__init__(ctx, name)
         self.cfg = cfg

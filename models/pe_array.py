@@ -63,6 +63,8 @@ class PeCommand:
 class PeArray(Component):
     """Executes matmul commands tile by tile."""
 
+    role = "compute"
+
     def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float,
                  commands: simpy.Store, decoder: WeightDecoder):
         super().__init__(ctx, name)

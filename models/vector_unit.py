@@ -24,6 +24,8 @@ class VectorCommand:
 class VectorUnit(Component):
     """``lanes`` elements per cycle, ``cycles_per_element[op]`` issue slots each."""
 
+    role = "compute"
+
     def __init__(self, ctx: SimContext, name: str, cfg: VectorUnitConfig, clock_mhz: float, commands: simpy.Store):
         super().__init__(ctx, name)
         self.cfg = cfg

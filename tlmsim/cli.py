@@ -139,9 +139,23 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     ours.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
-    if not debug:  # transformers' load/save progress bars and advice (read when it is imported)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not debug:
+        _quiet_hugging_face()
+
+
+def _quiet_hugging_face() -> None:
+    """No transformers/hub progress bars or advice on stderr: the one-line contract holds."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when they are imported
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # already imported (e.g. by an earlier call in this process)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def _common_flags() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import simpy
 
@@ -25,6 +26,11 @@ class Component:
     Subclasses take ``(ctx, name, cfg, ...ports)`` and are valid once constructed;
     active ones implement one ``run()`` process, passive targets only serve requests.
     """
+
+    # What the component is to the application (reports group and filter by it):
+    # memory (off-chip channels), transfer (DMAs), buffer (on-chip storage), compute
+    # (throughput units that can bound a run), control (sequencing only).
+    role: ClassVar[str] = "unknown"
 
     def __init__(self, ctx: SimContext, name: str):
         self.ctx = ctx
