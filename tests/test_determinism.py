@@ -11,8 +11,7 @@ FLAGSHIP = Path(__file__).resolve().parents[1] / "configs" / "u280_llama7b.yaml"
 
 def test_two_runs_of_one_config_give_identical_results():
     cfg = load_config(FLAGSHIP, ["workload.prefill_tokens=8", "workload.decode_tokens=2", "workload.batch=2"])
-    first, acc1 = simulate(cfg)
-    second, acc2 = simulate(cfg)
-    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
-    assert [(s.track, s.start_ps, s.end_ps) for s in acc1.ctx.tracer.slices] == \
-        [(s.track, s.start_ps, s.end_ps) for s in acc2.ctx.tracer.slices]
+    first, second = simulate(cfg), simulate(cfg)
+    assert json.dumps(first.data, sort_keys=True) == json.dumps(second.data, sort_keys=True)
+    assert [(s.track, s.start_ps, s.end_ps) for s in first.slices] == \
+        [(s.track, s.start_ps, s.end_ps) for s in second.slices]

@@ -15,7 +15,7 @@ SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=3"]
 @pytest.fixture(scope="module")
 def results():
     names = {"sparse": "u280_llama7b", "int4": "u280_llama7b_int4_dense", "fp16": "u280_llama7b_fp16"}
-    return {k: simulate(load_config(ROOT / "configs" / f"{v}.yaml", SHORT))[0] for k, v in names.items()}
+    return {k: simulate(load_config(ROOT / "configs" / f"{v}.yaml", SHORT)).data for k, v in names.items()}
 
 
 def test_decode_speed_orders_sparse_int4_then_dense_int4_then_fp16(results):

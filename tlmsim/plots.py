@@ -45,7 +45,9 @@ def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps
              lanes: list[str] | None = None) -> list[str]:
     """Gantt lanes (busy/stall/idle) of every component in [start_ps, end_ps] plus a
     utilisation bar each. Memory lanes show requests in flight and, as a black line, the
-    delivered bandwidth as a fraction of peak; buffer lanes show banks in use. Returns the lanes."""
+    delivered bandwidth as a fraction of peak; buffer lanes show banks in use. ``lanes`` gives
+    the lanes and their order (``tlmsim run`` passes report.timeline_lanes: the result's
+    components by role); without it, every traced track in trace.component_order. Returns the lanes."""
     memories = memories or {}
     window = [s for s in slices if s.end_ps > start_ps and s.start_ps < end_ps]
     occupancy = {c.track.split(" ", 1)[0]: c.track for c in counters}

@@ -1,4 +1,5 @@
-"""Bottleneck report and timeline windows, computed from a run's result records.
+"""Presentation of a run, computed from its result records alone: the summary, the
+bottleneck report, the timeline's window and lanes, and the trace's step/layer markers.
 
 Critical path: within a step, ops are ordered by completion time; op k is charged the
 time between the previous completion and its own (``exposed_s``). The charges sum to
@@ -14,6 +15,8 @@ import re
 from collections import defaultdict
 
 from tlmsim.errors import UserError
+from tlmsim.results import WORKING_ROLES, in_role_order, with_roles
+from tlmsim.trace import Slice
 
 PS_PER_S = 10**12
 WINDOW_HELP = "all, step:K, layer:N or step:K,layer:N (K = 0 is the prefill)"
@@ -131,6 +134,13 @@ def _ms(seconds: float) -> str:
 # ---------------------------------------------------------------- timeline windows
 
 
+def default_window(steps: list[dict]) -> dict:
+    """The first decode step (or the prefill) of result["steps"]: what timeline.png shows by default."""
+    step = steps[1] if len(steps) > 1 else steps[0]
+    label = f"decode step 1 (KV length {step['kv']})" if step["phase"] == "decode" else "prefill"
+    return {"start_ps": step["start_ps"], "end_ps": step["end_ps"], "label": label}
+
+
 def parse_window(spec: str) -> dict[str, int]:
     """Parse a window spec into {"step": K, "layer": N} (either optional); "all" -> {}."""
     if spec == "all":
@@ -155,6 +165,15 @@ def check_window_traced(spec: str, trace_prefill: bool, decode_steps: int, total
                         "(or trace.prefill=true for step 0)")
 
 
+def timeline_window(result: dict, slices, spec: str | None) -> tuple[int, int, str]:
+    """(start_ps, end_ps, label) of what timeline.png shows: the window spec, or the default."""
+    if spec is None:
+        w = result["timeline_window"]
+        return w["start_ps"], w["end_ps"], w["label"]
+    extent = (min((s.start_ps for s in slices), default=0), max((s.end_ps for s in slices), default=1))
+    return resolve_window(result, spec, extent)
+
+
 def resolve_window(result: dict, spec: str, extent_ps: tuple[int, int]) -> tuple[int, int, str]:
     """(start_ps, end_ps, label) of a window spec; ``extent_ps`` is the traced span for "all"."""
     parts = parse_window(spec)
@@ -170,6 +189,35 @@ def resolve_window(result: dict, spec: str, extent_ps: tuple[int, int]) -> tuple
     phase = ops[0]["phase"]
     label = f"{phase} step {step}" + (f", decoder layer {parts['layer']}" if "layer" in parts else "")
     return max(start, extent_ps[0]), min(end, extent_ps[1]), label
+
+
+def timeline_lanes(result: dict) -> list[str]:
+    """The timeline's lanes: every component, memories first, grouped by role."""
+    return in_role_order(result["components"])
+
+
+def memory_peaks(result: dict) -> dict[str, float]:
+    """Peak bandwidth (GB/s) of each memory (what memory lanes and counters are scaled to)."""
+    memories = result["config"]["memory"]
+    return {name: memories[name]["bandwidth_gbps"] for name in with_roles(result["components"], "memory")}
+
+
+# ---------------------------------------------------------------- trace markers
+
+
+def trace_markers(result: dict) -> list[Slice]:
+    """Step and decoder-layer spans (from the op records) for the trace's "workload" track."""
+    out = []
+    for step, ops in steps_of(result).items():
+        out.append(_span("steps", f"{ops[0]['phase']} step {step}", ops))
+        for layer in sorted({op["layer"] for op in ops if op["layer"] is not None}):
+            out.append(_span("layers", f"step {step} layer {layer}", [o for o in ops if o["layer"] == layer]))
+    return out
+
+
+def _span(track: str, name: str, ops: list[dict]) -> Slice:
+    start, end = min(o["start_s"] for o in ops), max(op_end_s(o) for o in ops)
+    return Slice(track, "marker", name, _ps(start), _ps(end))
 
 
 # ---------------------------------------------------------------- window utilisation
@@ -200,9 +248,8 @@ def window_utilisation(slices, start_ps: int, end_ps: int, memories: dict[str, f
 
 
 def summary_components(result: dict) -> list[str]:
-    """Components that do work (buffers and the controller only wait)."""
-    return [c for c in result["phases"]["prefill"]["utilisation"]
-            if c not in ("weight_buffer", "kv_buffer", "controller")]
+    """Components that do work, by role (buffers and the controller only wait)."""
+    return with_roles(result["components"], *WORKING_ROLES)
 
 
 def summary_block(result: dict) -> dict:

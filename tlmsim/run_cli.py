@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from tlmsim.progress import Progress
+
+if TYPE_CHECKING:  # (the simulator is imported only once a run starts: --help stays fast)
+    from tlmsim.results import RunResult
 
 
 def add_parser(sub, common) -> None:
@@ -54,77 +57,48 @@ def handle(args) -> int:
     out = args.out if args.out is not None else default_out(args.config, args.model)
     inputs = run_inputs(args.config, cfg.workload.model)
     check_out(out, "run", inputs)  # before minutes of simulation, not after
-    started = time.perf_counter()
     with Progress("simulated step", enabled=not args.quiet) as progress:
-        result, accelerator = _simulate(cfg, progress)
-    result["wall_time_s"] = time.perf_counter() - started
-    result["bottlenecks"] = bottlenecks(result)
-    _write(out, cfg, result, accelerator, inputs, args.timeline_window, args.svg)
+        run = _simulate(cfg, progress)
+    document = {**run.data, "wall_time_s": run.wall_time_s, "bottlenecks": bottlenecks(run.data)}
+    _write(out, run, document, inputs, args.timeline_window, args.svg)
     files = sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
-    print(format_summary(result, out, files))
-    print(format_report(result["bottlenecks"]))
+    print(format_summary(document, out, files))
+    print(format_report(document["bottlenecks"]))
     return 0
 
 
-def _simulate(cfg, progress: Progress):
+def _simulate(cfg, progress: Progress) -> RunResult:
     from tlmsim.simulate import simulate
 
     return simulate(cfg, progress=lambda done, total, phase: progress.update(done, total, phase))
 
 
-def _write(out: Path, cfg, result: dict, accelerator, inputs: list[str], window_spec: str | None = None,
+def _write(out: Path, run: RunResult, document: dict, inputs: list[str], window_spec: str | None = None,
            svg: bool = False) -> None:
+    """Write result.json (``document``), config.yaml, trace.json and the timeline image(s)."""
     from tlmsim.output import write_json, write_result_dir
+    from tlmsim.report import memory_peaks, timeline_window, trace_markers
     from tlmsim.trace import write_chrome_trace
 
-    tracer = accelerator.ctx.tracer
-    peaks = {name: m.bandwidth_gbps for name, m in cfg.memory.items()}
-    start, end, label = _window(result, tracer.slices, window_spec)
-    layer_of = {op["name"]: op["layer"] for op in result["ops"]}
+    data = run.data
+    peaks = memory_peaks(data)
+    start, end, label = timeline_window(data, run.slices, window_spec)
+    layer_of = {op["name"]: op["layer"] for op in data["ops"]}
     images = ["timeline.png", *(["timeline.svg"] if svg else [])]
-    draw = _timeline_writer(tracer, start, end, f"{cfg.name}: {label}", peaks)
+    draw = _timeline_writer(run, start, end, f"{data['name']}: {label}", peaks)
     write_result_dir(out, {
-        "result.json": lambda p: write_json(p, result),
-        "config.yaml": lambda p: p.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)),
-        "trace.json": lambda p: write_chrome_trace(p, tracer.slices, tracer.counters, memories=peaks,
-                                                   layer_of=layer_of, markers=_markers(result)),
+        "result.json": lambda p: write_json(p, document),
+        "config.yaml": lambda p: p.write_text(yaml.safe_dump(data["config"], sort_keys=False)),
+        "trace.json": lambda p: write_chrome_trace(p, run.slices, run.counters, memories=peaks,
+                                                   layer_of=layer_of, markers=trace_markers(data)),
         **{name: draw for name in images},
     }, kind="run", inputs=inputs)
 
 
-def _window(result: dict, slices, spec: str | None) -> tuple[int, int, str]:
-    from tlmsim.report import resolve_window
-
-    if spec is None:
-        w = result["timeline_window"]
-        return w["start_ps"], w["end_ps"], w["label"]
-    extent = (min((s.start_ps for s in slices), default=0), max((s.end_ps for s in slices), default=1))
-    return resolve_window(result, spec, extent)
-
-
-def _timeline_writer(tracer, start: int, end: int, title: str, peaks: dict):
+def _timeline_writer(run: RunResult, start: int, end: int, title: str, peaks: dict):
     from tlmsim.plots import timeline
-    from tlmsim.report import window_utilisation
+    from tlmsim.report import timeline_lanes, window_utilisation
 
-    util = window_utilisation(tracer.slices, start, end, peaks)
-    return lambda p: timeline(tracer.slices, tracer.counters, start, end, [p], title, util, peaks)
-
-
-def _markers(result: dict) -> list:
-    """Step and decoder-layer spans (from the op records) for the trace's "workload" track."""
-    from tlmsim.report import steps_of
-
-    out = []
-    for step, ops in steps_of(result).items():
-        out.append(_span("steps", f"{ops[0]['phase']} step {step}", ops))
-        for layer in sorted({op["layer"] for op in ops if op["layer"] is not None}):
-            out.append(_span("layers", f"step {step} layer {layer}", [o for o in ops if o["layer"] == layer]))
-    return out
-
-
-def _span(track: str, name: str, ops: list[dict]):
-    from tlmsim.report import op_end_s
-    from tlmsim.trace import Slice
-
-    start, end = min(o["start_s"] for o in ops), max(op_end_s(o) for o in ops)
-    return Slice(track, "marker", name, round(start * 1e12), round(end * 1e12))
+    util = window_utilisation(run.slices, start, end, peaks)
+    lanes = timeline_lanes(run.data)
+    return lambda p: timeline(run.slices, run.counters, start, end, [p], title, util, peaks, lanes)

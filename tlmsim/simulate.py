@@ -1,24 +1,22 @@
-"""One entry point: config in, result dict out (plain data, ready for JSON)."""
+"""One entry point: config in, ``RunResult`` out (plain data, no live simulator object)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import networkx as nx
 
 from tlmsim.config import Config
 from tlmsim.output import tlmsim_version
-from tlmsim.report import summary_block
+from tlmsim.report import default_window, summary_block
 from tlmsim.models.accelerator import Accelerator, StepRecord
+from tlmsim.results import BOUNDING_ROLES, SCHEMA_VERSION, RunResult, with_roles
 from tlmsim.timebase import ps_to_s
 from tlmsim.workloads.hf_model import layer_graph
 from tlmsim.workloads.phases import Workload, embedding_table_bytes
 
 log = logging.getLogger("tlmsim.simulate")
-
-# Version of result.json's layout: 2 added schema_version, tlmsim_version, summary and the
-# weight breakdown (decoder layers, lm_head, embedding table).
-SCHEMA_VERSION = 2
 
 
 def build_workload(cfg: Config, graph: nx.DiGraph | None = None) -> Workload:
@@ -29,34 +27,41 @@ def build_workload(cfg: Config, graph: nx.DiGraph | None = None) -> Workload:
     return Workload(graph, wl.batch, wl.prefill_tokens, wl.decode_tokens, wl.kv_bits, wl.group_size)
 
 
-def simulate(cfg: Config, graph: nx.DiGraph | None = None, progress=None) -> tuple[dict, Accelerator]:
-    """Run the simulation of ``cfg``; returns (result dict, the finished accelerator)."""
+def simulate(cfg: Config, graph: nx.DiGraph | None = None, progress=None) -> RunResult:
+    """Run the simulation of ``cfg`` (on ``graph`` if given); ``progress(done, total, phase)``
+    is called after each step. The accelerator is dropped: the result holds only records."""
+    started = time.perf_counter()
     workload = build_workload(cfg, graph)
     accelerator = Accelerator(cfg, workload, progress=progress)
     log.debug("simulating %d steps", len(workload.steps()))
     steps = accelerator.run()
-    return summarize(cfg, accelerator, steps), accelerator
+    data = summarize(cfg, accelerator, steps)
+    tracer = accelerator.ctx.tracer
+    return RunResult(data, tuple(tracer.slices), tuple(tracer.counters), time.perf_counter() - started)
 
 
 def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
-    """Metrics of a finished run."""
+    """Metrics of a finished run (RunResult.data)."""
+    components = {name: {"role": comp.role} for name, comp in acc.components.items()}
     prefill = [s for s in steps if s.step.phase == "prefill"]
     decode = [s for s in steps if s.step.phase == "decode"]
-    phases = {"prefill": _phase(cfg, acc, prefill)}
+    phases = {"prefill": _phase(acc, prefill, components)}
     if decode:
-        phases["decode"] = _phase(cfg, acc, decode)
+        phases["decode"] = _phase(acc, decode, components)
         _add_decode_rates(cfg, phases["decode"], decode)
+    spans = [{"index": s.step.index, "phase": s.step.phase, "kv": s.step.kv, "start_ps": s.start_ps,
+              "end_ps": s.end_ps} for s in steps]
     result = {
         "schema_version": SCHEMA_VERSION,
         "tlmsim_version": tlmsim_version(),
         "name": cfg.name,
         "model": acc.workload.graph.graph.get("model_source"),
+        "components": components,
         "phases": phases,
         "weights": _weights(acc),
         "ops": [_op(rec) for s in steps for rec in s.ops],
-        "timeline_window": _timeline_window(steps),
-        "steps": [{"index": s.step.index, "phase": s.step.phase, "kv": s.step.kv,
-                   "start_ps": s.start_ps, "end_ps": s.end_ps} for s in steps],
+        "timeline_window": default_window(spans),
+        "steps": spans,
         "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped},
         "config": cfg.model_dump(mode="json"),
     }
@@ -64,14 +69,7 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
     return result
 
 
-def _timeline_window(steps: list[StepRecord]) -> dict:
-    """The first decode step (or the prefill): what timeline.png shows."""
-    step = steps[1] if len(steps) > 1 else steps[0]
-    label = f"decode step 1 (KV length {step.step.kv})" if step.step.phase == "decode" else "prefill"
-    return {"start_ps": step.start_ps, "end_ps": step.end_ps, "label": label}
-
-
-def _phase(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
+def _phase(acc: Accelerator, steps: list[StepRecord], components: dict) -> dict:
     duration = steps[-1].end_ps - steps[0].start_ps
     demands: dict[str, int] = {}
     moved: dict[str, int] = {}
@@ -90,15 +88,14 @@ def _phase(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "demand_s": {k: ps_to_s(v) for k, v in sorted(demands.items())},
         "bytes_by_memory": moved,
         "utilisation": utilisation,
-        "bounding_component": _bounding(acc, utilisation),
+        "bounding_component": _bounding(utilisation, components),
         "channels": {name: mem.channel_report(steps[0].step.phase, duration) for name, mem in acc.memories.items()},
     }
 
 
-def _bounding(acc: Accelerator, utilisation: dict) -> str:
-    """The busiest throughput resource (DMAs only wait on memories, buffers on others)."""
-    resources = [*acc.memories, "decoder", "pe_array", "vector_unit"]
-    return max(resources, key=lambda c: utilisation[c]["busy"])
+def _bounding(utilisation: dict, components: dict) -> str:
+    """The busiest throughput resource (a memory or compute component; the first one on a tie)."""
+    return max(with_roles(components, *BOUNDING_ROLES), key=lambda c: utilisation[c]["busy"])
 
 
 def _utilisation(acc: Accelerator, phase: str, duration: int) -> dict:

@@ -22,6 +22,7 @@ from tlmsim.config import TOKENS, Section, list_to_tuple, load_config
 from tlmsim.errors import ConfigError
 from tlmsim.output import atomic_dir, check_out
 from tlmsim.progress import Progress
+from tlmsim.results import with_roles
 from tlmsim.yamlio import load_yaml_file, short_repr
 from tlmsim.simulate import simulate
 from tlmsim.workloads.formats import parse_format
@@ -85,13 +86,13 @@ def _matmul_rows(study: StudyConfig, base_path: Path, spec: str, overrides: list
     for batch in study.batches:
         cfg = load_config(base_path, overrides + [f"workload.batch={batch}", "workload.prefill_tokens=1",
                                                   "workload.decode_tokens=0"])
-        result, _ = simulate(cfg, graph=single_linear(*study.shape, spec, cfg.workload.group_size))
+        result = simulate(cfg, graph=single_linear(*study.shape, spec, cfg.workload.group_size)).data
         (op,) = result["ops"]
         util = result["phases"]["prefill"]["utilisation"]
         rows.append({"format": spec, "batch": batch, "weight_bytes": result["weights"]["total_bytes"],
                      "latency_us": op["time_s"] * 1e6, "roofline_us": op["roofline_s"] * 1e6,
                      "bound_by": op["bound_by"], "pe_busy": util["pe_array"]["busy"],
-                     "memory_busy": max(util[m]["busy"] for m in cfg.memory)})
+                     "memory_busy": max(util[m]["busy"] for m in with_roles(result["components"], "memory"))})
     return rows
 
 
@@ -100,7 +101,7 @@ def _model_rows(study: StudyConfig, base_path: Path, spec: str, overrides: list[
     for prompt in study.prefill_tokens:
         cfg = load_config(base_path, overrides + [f"workload.prefill_tokens={prompt}",
                                                   f"workload.decode_tokens={study.decode_tokens}"])
-        result, _ = simulate(cfg)
+        result = simulate(cfg).data
         pre, dec = result["phases"]["prefill"], result["phases"]["decode"]
         rows.append({"format": spec, "prompt": prompt, "weight_bytes": result["weights"]["total_bytes"],
                      "prefill_ms": pre["time_s"] * 1e3, "prefill_bound_by": pre["bounding_component"],

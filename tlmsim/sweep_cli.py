@@ -1,4 +1,4 @@
-"""``tlmsim sweep``: the command-line side of sensitivity sweeps (tlmsim/sweep.py)."""
+"""``tlmsim sweep``: the command-line side of sensitivity sweeps (tlmsim/sweep/)."""
 
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ def config_result(name: str) -> dict:
     from tlmsim.report import bottlenecks
     from tlmsim.simulate import simulate
 
-    result, _ = simulate(load_config(ROOT / "configs" / f"{name}.yaml"))
-    result["bottlenecks"] = bottlenecks(result)
+    data = simulate(load_config(ROOT / "configs" / f"{name}.yaml")).data
+    result = {**data, "bottlenecks": bottlenecks(data)}
     return json.loads(json.dumps({k: result[k] for k in RESULT_KEYS}))
 
 

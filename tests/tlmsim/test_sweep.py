@@ -274,7 +274,7 @@ def test_a_row_without_its_newline_is_kept(tmp_path, fake):
     sw.run_sweep(_spec(), out, "serial")
     assert [p["memory.hbm.bandwidth_gbps"] for p in fake] == [200]
     lines = (out / sw.POINTS_FILE).read_bytes().splitlines()
-    assert len(lines) == 3 and all(sw._row(line) for line in lines)  # the newline was added before appending
+    assert len(lines) == 3 and all(sw.state._row(line) for line in lines)  # the newline was added before appending
 
 
 def test_a_sweep_interrupted_before_its_first_point_leaves_nothing(tmp_path, monkeypatch):

@@ -35,18 +35,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory):
-    from tlmsim.run_cli import _markers
     from tlmsim.config import load_config
+    from tlmsim.report import memory_peaks, trace_markers
     from tlmsim.simulate import simulate
 
     cfg = load_config(ROOT / "configs" / "u280_llama7b.yaml", ["workload.prefill_tokens=1", "workload.decode_tokens=1"])
-    result, acc = simulate(cfg)
-    tracer = acc.ctx.tracer
+    run = simulate(cfg)
     path = tmp_path_factory.mktemp("trace") / "trace.json"
-    peaks = {name: m.bandwidth_gbps for name, m in cfg.memory.items()}
-    write_chrome_trace(path, tracer.slices, tracer.counters, memories=peaks,
-                       layer_of={op["name"]: op["layer"] for op in result["ops"]}, markers=_markers(result))
-    return tracer, json.loads(path.read_text())
+    write_chrome_trace(path, run.slices, run.counters, memories=memory_peaks(run.data),
+                       layer_of={op["name"]: op["layer"] for op in run.data["ops"]}, markers=trace_markers(run.data))
+    return run, json.loads(path.read_text())
 
 
 def check_trace_format(trace: dict) -> None:
@@ -75,18 +73,18 @@ def test_real_trace_follows_the_format(traced_run):
 
 
 def test_one_process_per_component_with_every_traced_slice(traced_run):
-    tracer, trace = traced_run
+    run, trace = traced_run
     events = trace["traceEvents"]
     process = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
-    tracks = {s.track for s in tracer.slices} | {c.track.split(" ")[0] for c in tracer.counters}
+    tracks = {s.track for s in run.slices} | {c.track.split(" ")[0] for c in run.counters}
     assert set(process.values()) == tracks | {"workload"}
     per_component = Count(process[e["pid"]] for e in events if e["ph"] == "X" and process[e["pid"]] != "workload")
-    assert per_component == Count(s.track for s in tracer.slices)
-    assert sum(1 for e in events if e["ph"] == "C" and "banks in use" in e["name"]) == len(tracer.counters)
+    assert per_component == Count(s.track for s in run.slices)
+    assert sum(1 for e in events if e["ph"] == "C" and "banks in use" in e["name"]) == len(run.counters)
 
 
 def test_transactions_carry_bytes_and_layer_and_memories_get_a_bandwidth_counter(traced_run):
-    tracer, trace = traced_run
+    run, trace = traced_run
     events = trace["traceEvents"]
     process = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
     reads = [e for e in events if e["ph"] == "X" and process[e["pid"]] == "hbm"]
@@ -98,7 +96,7 @@ def test_transactions_carry_bytes_and_layer_and_memories_get_a_bandwidth_counter
     assert samples and 0 < max(v for _, v in samples) <= 460 * 1.01
     # the counter integrates back to the traced bytes: GB/s x µs = 1e3 B
     moved = sum(v * (b[0] - a[0]) * 1e3 for (a, b), v in zip(zip(samples, samples[1:]), (v for _, v in samples)))
-    assert moved == pytest.approx(sum(s.args["bytes"] for s in tracer.slices if s.track == "hbm"), rel=1e-6)
+    assert moved == pytest.approx(sum(s.args["bytes"] for s in run.slices if s.track == "hbm"), rel=1e-6)
 
 
 def test_bandwidth_series_conserves_bytes():
