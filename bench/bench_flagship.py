@@ -23,8 +23,9 @@ import resource
 import statistics
 import time
 
-from tlmsim.config import load_config
 from tlmsim.models.accelerator import Accelerator
+
+from tlmsim.config import load_config
 from tlmsim.simulate import build_workload, summarize
 
 
@@ -55,7 +56,8 @@ def main() -> None:
     simulated_s = sum(p["time_s"] for p in result["phases"].values())
     wall = statistics.median(walls)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"config: {args.config} {' '.join(args.overrides)}")
     print(f"steps: {len(steps)} (prefill {cfg.workload.prefill_tokens} tokens, decode {cfg.workload.decode_tokens})")
     print(f"layer graph load: {graph_s:.2f} s (cached after the first run)")

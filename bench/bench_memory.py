@@ -11,10 +11,10 @@ import argparse
 import time
 
 import simpy
+from tlmsim.models.memory import Memory
 
 from tlmsim.component import SimContext
 from tlmsim.config import MemoryConfig, load_config
-from tlmsim.models.memory import Memory
 from tlmsim.trace import Tracer
 from tlmsim.transaction import Command, Transaction
 
@@ -34,6 +34,7 @@ def per_request_us(dram: dict | None, nbytes: int, requests: int) -> float:
 def flagship_cpu_s(overrides: list[str]) -> float:
     """CPU seconds of one flagship simulation (layer graph loaded first, not counted)."""
     from tlmsim.models.accelerator import Accelerator
+
     from tlmsim.simulate import build_workload, summarize
 
     cfg = load_config("configs/u280_llama7b.yaml", overrides)

@@ -1,8 +1,7 @@
 """The README's commands are the ones CI runs."""
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

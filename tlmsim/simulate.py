@@ -8,9 +8,9 @@ import time
 import networkx as nx
 
 from tlmsim.config import Config
+from tlmsim.models.accelerator import Accelerator, StepRecord
 from tlmsim.output import tlmsim_version
 from tlmsim.report import default_window, summary_block
-from tlmsim.models.accelerator import Accelerator, StepRecord
 from tlmsim.results import BOUNDING_ROLES, SCHEMA_VERSION, RunResult, with_roles
 from tlmsim.timebase import ps_to_s
 from tlmsim.workloads.hf_model import layer_graph

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
-
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.manifest import (  # noqa: F401  (re-exported: the loading half lives there)
     ARRAYS,
@@ -106,7 +105,9 @@ def _compress_parameter(name, weight, fmt, criterion, act_norm) -> tuple[LayerRe
 
 
 @torch.no_grad()
-def activation_norms(model, tokenizer, texts: list[str], seq_len: int = 256, max_tokens: int = 4096) -> dict[str, torch.Tensor]:
+def activation_norms(
+    model, tokenizer, texts: list[str], seq_len: int = 256, max_tokens: int = 4096
+) -> dict[str, torch.Tensor]:
     """Per decoder linear, the L2 norm of each input channel over calibration tokens (Wanda)."""
     sums, hooks = {}, []
     for name, linear in decoder_linears(model).items():
@@ -190,9 +191,8 @@ def check_input_folder(model_dir: Path) -> None:
 
 def _load_input_model(model_dir: Path):
     """The float32 model and its tokenizer; every failure is one line naming the folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tlmsim.workloads.graph import quiet_transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         with quiet_transformers():
@@ -236,7 +236,9 @@ def save_packed(out_dir: Path, layers: dict[str, tuple[LayerRecord, PackedWeight
     save_file(arrays, str(out_dir / PACKED), metadata={"tool": "tlmsim", "version": tool_version()})
 
 
-def write_manifest(out_dir: Path, layers: dict[str, tuple[LayerRecord, PackedWeight]], fmt: WeightFormat, criterion: str) -> None:
+def write_manifest(
+    out_dir: Path, layers: dict[str, tuple[LayerRecord, PackedWeight]], fmt: WeightFormat, criterion: str
+) -> None:
     """Write manifest.json: tool version, settings, and one entry per stored layer."""
     manifest = {
         "tool": "tlmsim",
@@ -263,6 +265,7 @@ def load_packed(out_dir: str | Path, name: str) -> PackedWeight:
     path = Path(out_dir) / PACKED
     safetensors_shapes(path, "re-run compress_model")  # clear error if missing or corrupt
     with safe_open(str(path), framework="np") as handle:
-        if f"{name}.values" not in handle.keys():
+        # safe_open is not a mapping: it has keys() but no __contains__/__iter__, so `in handle` raises TypeError
+        if f"{name}.values" not in handle.keys():  # noqa: SIM118
             raise ModelError(f"{path} has no layer {name!r}; see load_manifest(out_dir) for the stored layers")
         return PackedWeight(*(handle.get_tensor(f"{name}.{field}") for field in ARRAYS))

@@ -31,8 +31,6 @@ from collections.abc import Callable
 
 import networkx as nx
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from tlmsim.workloads.model_source import ModelError, one_line
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
@@ -45,6 +43,7 @@ from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code i
     sym_dim,
     sym_numel,
 )
+from torch.utils._python_dispatch import TorchDispatchMode
 
 MATMUL_OPS = {"mm", "bmm", "addmm", "matmul", "baddbmm"}
 SOFTMAX_OPS = {"_softmax", "softmax", "_safe_softmax"}
@@ -99,7 +98,7 @@ def extract_layer_graph(
     recorder = _OpRecorder(model)
     recorder.trace()
     graph = recorder.graph
-    for node, data in graph.nodes(data=True):
+    for _, data in graph.nodes(data=True):
         if data["kind"] == "linear":
             fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
             data.update(weight_format=fmt, weight_nbytes=nbytes)

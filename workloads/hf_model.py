@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
-
-from tlmsim.errors import ConfigError
 from tlmsim.workloads import graph_cache
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for callers of this module)
@@ -34,6 +32,8 @@ from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for call
     shipped_models,
 )
 from tlmsim.workloads.symbols import layer_index
+
+from tlmsim.errors import ConfigError
 
 # model_type values whose tiny configs trace to a complete graph (tests/workloads/test_model_families.py)
 VERIFIED_MODEL_TYPES = (
@@ -142,9 +142,8 @@ def load_hf_config(model: str):
 
 def hf_config(source: ModelSource):
     """The transformers config of ``source``: a causal LM of a size the simulator can hold."""
-    from transformers import CONFIG_MAPPING
-
     from tlmsim.workloads.graph import quiet_transformers
+    from transformers import CONFIG_MAPPING
 
     label = f"workload.model {source.name}"
     model_type = source.config["model_type"]

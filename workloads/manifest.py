@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-
 from tlmsim.workloads.formats import WeightFormat
 from tlmsim.workloads.model_source import ModelError, one_line
 
@@ -187,6 +186,7 @@ def safetensors_shapes(path: Path, fix: str) -> dict[str, list[int]]:
         raise ModelError(f"{path} not found; {fix}")
     try:
         with safe_open(str(path), framework="np") as handle:
-            return {key: handle.get_slice(key).get_shape() for key in handle.keys()}
+            # safe_open is not a mapping: it has keys() but no __iter__, so `for key in handle` raises TypeError
+            return {key: handle.get_slice(key).get_shape() for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelError(f"{path} is corrupt or unreadable ({one_line(err)}); {fix}") from None

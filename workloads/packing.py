@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from tlmsim.workloads.formats import STORAGE_FORMATS, WeightFormat, parse_format
 from tlmsim.workloads.quantization import QuantizedWeight
 
@@ -80,7 +79,8 @@ def unpack_bits(data: np.ndarray, width: int, count: int) -> np.ndarray:
     widths up to 8, uint16/32/64 for those widths, else uint64)."""
     data = np.asarray(data, dtype=np.uint8).reshape(-1)
     if data.size != _nbytes(count * width):
-        raise ValueError(f"bit stream has {data.size} bytes, expected {_nbytes(count * width)} for {count} x {width} bits")
+        raise ValueError(f"bit stream has {data.size} bytes, expected {_nbytes(count * width)} "
+                         f"for {count} x {width} bits")
     if width in (1, 2, 4, 8):
         lanes = [(data >> np.uint8(k * width)) & np.uint8(2**width - 1) for k in range(8 // width)]
         return np.stack(lanes, axis=1).reshape(-1)[:count]
@@ -216,7 +216,8 @@ def _check_pack_inputs(q_values, mask, scales, fmt: WeightFormat, zeros) -> None
         raise ValueError(f"pack needs codes and mask of one 2-D shape, got {q_values.shape} and {mask.shape}")
     out_features, in_features = q_values.shape
     if int(mask.sum()) != fmt.kept_weights(out_features, in_features):
-        raise ValueError(f"mask keeps {int(mask.sum())} weights, format {fmt.name!r} stores {fmt.kept_weights(out_features, in_features)}")
+        raise ValueError(f"mask keeps {int(mask.sum())} weights, format {fmt.name!r} stores "
+                         f"{fmt.kept_weights(out_features, in_features)}")
     if fmt.encoding != "values" and fmt.scale_bits != SCALE_BITS:
         raise ValueError(f"only fp16 scales are packed (scale_bits=16), format {fmt.name!r} has {fmt.scale_bits}")
     expected = fmt.scale_count(out_features, in_features)

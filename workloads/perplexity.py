@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from tlmsim.workloads.compressed_model import activation_norms, compress_module
 from tlmsim.workloads.formats import parse_format
 
@@ -59,7 +58,8 @@ def perplexity(model, tokenizer, text: str, window: int = 256, stride: int = 256
 
 
 def evaluate_formats(
-    model, tokenizer, specs=SETTINGS, criterion: str = "magnitude", group_size: int = 128, window: int = 256, stride: int = 256
+    model, tokenizer, specs=SETTINGS, criterion: str = "magnitude", group_size: int = 128, window: int = 256,
+    stride: int = 256,
 ) -> dict[str, float]:
     """Perplexity on the eval split after compressing a copy of `model` to each format."""
     eval_text = load_corpus("eval")
@@ -84,16 +84,17 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
 
 def _load(model_name: str, train_steps: int):
     """(model, tokenizer) for 'tiny' (trained on the calibration split), 'smollm2' or a folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tlmsim.workloads.tiny_model import build_tiny_model, load_smollm2
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model_name == "smollm2":
         return load_smollm2()
     folder = model_name
     if model_name == "tiny":
-        folder = build_tiny_model(tempfile.mkdtemp(prefix="tiny-llama-"), train_text=load_corpus("calibration"), steps=train_steps)
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(folder)
+        folder = build_tiny_model(tempfile.mkdtemp(prefix="tiny-llama-"), train_text=load_corpus("calibration"),
+                                  steps=train_steps)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, tokenizer = _load(args.model, args.train_steps)
         specs = [spec.strip() for spec in args.formats.split(",")]
-        results = {c: evaluate_formats(model, tokenizer, specs, c, args.group_size, args.window, args.stride) for c in args.criteria.split(",")}
+        results = {c: evaluate_formats(model, tokenizer, specs, c, args.group_size, args.window, args.stride)
+                   for c in args.criteria.split(",")}
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

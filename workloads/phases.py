@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import networkx as nx
-
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.symbols import Sym, eval_size
-
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)
 
@@ -167,8 +165,8 @@ class Workload:
 
     def _embedding(self, name, data, step: Step, deps) -> Op:
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
-        return Op(name, "embedding", data["layer"], deps, read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE,
-                  operand_tensor=name)
+        return Op(name, "embedding", data["layer"], deps,
+                  read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE, operand_tensor=name)
 
     def _kv_append(self, name, data, step: Step, deps) -> Op:
         new = eval_size(data["new_elements"], step.tokens, step.kv) * step.batch

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from tlmsim.workloads.formats import WeightFormat
 
 

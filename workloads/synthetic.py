@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import networkx as nx
-
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.symbols import Sym
 

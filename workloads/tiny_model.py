@@ -53,7 +53,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def _byte_of(char: str) -> int:
     """Byte value that GPT-2's byte-to-unicode table maps to `char`."""
     code = ord(char)
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
     if code in printable:
         return code
     others = [b for b in range(256) if b not in printable]

@@ -41,7 +41,8 @@ CONFIG_CASES = [
     ("missing field", "accelerator.clock_mhz", _DELETE, "missing field 'accelerator.clock_mhz'"),
     ("wrong type", "accelerator.clock_mhz", "fast", "accelerator.clock_mhz"),
     ("unit in the value", "memory.hbm.bandwidth_gbps", "460 GB/s", "memory.hbm.bandwidth_gbps"),
-    ("negative bandwidth", "memory.hbm.bandwidth_gbps", -1, "memory.hbm.bandwidth_gbps: Input should be greater than 0"),
+    ("negative bandwidth", "memory.hbm.bandwidth_gbps", -1,
+     "memory.hbm.bandwidth_gbps: Input should be greater than 0"),
     ("zero bandwidth", "memory.ddr.bandwidth_gbps", 0, "memory.ddr.bandwidth_gbps: Input should be greater than 0"),
     ("zero channels", "memory.hbm.channels", 0, "memory.hbm.channels"),
     ("clock 0", "accelerator.clock_mhz", 0, "accelerator.clock_mhz: Input should be greater than 0"),
@@ -172,7 +173,8 @@ def test_model_directory_mistakes(tmp_path, capsys, compressed, case, edit, mess
     model = _broken_copy(compressed, tmp_path / "model", edit)
     runs = tmp_path / "runs"
     runs.mkdir()
-    assert message in _run(runs, capsys, ["run", str(FLAGSHIP), "--model", str(model), "--set", "workload.decode_tokens=1"])
+    argv = ["run", str(FLAGSHIP), "--model", str(model), "--set", "workload.decode_tokens=1"]
+    assert message in _run(runs, capsys, argv)
 
 
 def test_compress_rejects_n_not_below_m(tmp_path, capsys, compressed):
@@ -192,7 +194,8 @@ def _leaf_paths(node, prefix=""):
 
 LEAVES = sorted(_leaf_paths(BASE))
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                   st.text(max_size=12), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+                   st.text(max_size=12), st.lists(st.integers(), max_size=3),
+                   st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tlmsim.cli import main
 from tlmsim.workloads import graph_cache, hf_model
 from tlmsim.workloads.compressed_model import compress_model
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.hf_model import cache_path, layer_graph, resolve_model
 from tlmsim.workloads.tiny_model import build_tiny_model
+
+from tlmsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
@@ -133,7 +133,8 @@ class PlantedCode:
 
 
 @pytest.mark.parametrize("wrapping", ["raw pickle", "gzipped pickle"])
-def test_a_planted_pickle_is_never_executed_and_llama_is_simulated(tmp_path, extractions, llama_fresh, caplog, wrapping):
+def test_a_planted_pickle_is_never_executed_and_llama_is_simulated(tmp_path, extractions, llama_fresh, caplog,
+                                                                    wrapping):
     sentinel = tmp_path / "pwned"
     planted = pickle.dumps(PlantedCode(sentinel))
     path = cache_path("llama-7b", *FORMATS)
@@ -162,7 +163,8 @@ def test_a_planted_pickle_is_never_executed_by_a_run(tmp_path):
 # ---- (b) a swapped file is detected ------------------------------------------------------
 
 
-def test_a_cache_file_of_another_model_copied_onto_llamas_is_rebuilt(tmp_path, extractions, llama_fresh, caplog, monkeypatch):
+def test_a_cache_file_of_another_model_copied_onto_llamas_is_rebuilt(tmp_path, extractions, llama_fresh, caplog,
+                                                                      monkeypatch):
     tiny = model_dir(tmp_path / "tiny")
     layer_graph(str(tiny), *FORMATS)
     llama_path = cache_path("llama-7b", *FORMATS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from tlmsim.models.pe_core import PeParams
 
 TERNARY_CODE = {0: 0b00, 1: 0b01, -1: 0b11}

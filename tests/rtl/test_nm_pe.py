@@ -8,10 +8,9 @@ deliberately broken copy of the model that must be caught.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import pe_runner
 import pe_stimulus
+import pytest
 from pe_campaign import CONFIGS, Campaign
 from tlmsim.models import pe_core
 

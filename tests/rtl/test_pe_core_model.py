@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tlmsim.models.pe_core import (
     PeParams,
     beats_for,

@@ -1,10 +1,9 @@
 """The tlmsim command: results on success; one line, exit 2 and no output on user errors."""
 
-from pathlib import Path
-
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

@@ -1,13 +1,12 @@
 """tlmsim tiny-model -> tlmsim compress -> tlmsim run --model: the compressed-model path."""
 
+import json
 from pathlib import Path
 
-import json
-
 import pytest
+from tlmsim.workloads.compressed_model import load_manifest
 
 from tlmsim.cli import main
-from tlmsim.workloads.compressed_model import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 

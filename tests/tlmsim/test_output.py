@@ -75,8 +75,7 @@ def test_empty_root_and_home_are_refused(out):
 def test_an_interrupt_mid_write_keeps_the_old_output_and_no_temporary(tmp_path):
     out = tmp_path / "res"
     write_result_dir(out, {"a.txt": lambda p: p.write_text("old")})
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(out, "run") as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_dir(out, "run") as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise KeyboardInterrupt
     assert (out / "a.txt").read_text() == "old" and _names(tmp_path) == ["res"]

@@ -10,9 +10,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _records():
-    slices = [Slice("pe_array", "busy", "q", 0, 400_000), Slice("pe_array", "stall:waiting for operands", "q", 400_000,
-              600_000), Slice("hbm", "busy", "q", 0, 500_000, {"bytes": 4096}),
-              Slice("hbm", "busy", "k", 100_000, 900_000, {"bytes": 4096}), Slice("weight_dma", "busy", "x", 0, 900_000),
+    slices = [Slice("pe_array", "busy", "q", 0, 400_000),
+              Slice("pe_array", "stall:waiting for operands", "q", 400_000, 600_000),
+              Slice("hbm", "busy", "q", 0, 500_000, {"bytes": 4096}),
+              Slice("hbm", "busy", "k", 100_000, 900_000, {"bytes": 4096}),
+              Slice("weight_dma", "busy", "x", 0, 900_000),
               Slice("vector_unit", "busy", "n", 700_000, 800_000)]
     counters = [Counter("weight_buffer banks in use", 0, 1), Counter("weight_buffer banks in use", 300_000, 2)]
     return slices, counters

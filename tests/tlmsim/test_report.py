@@ -3,8 +3,15 @@
 import pytest
 
 from tlmsim.errors import UserError
-from tlmsim.report import (bottlenecks, check_window_traced, critical_path, format_report, parse_window,
-                           resolve_window, window_utilisation)
+from tlmsim.report import (
+    bottlenecks,
+    check_window_traced,
+    critical_path,
+    format_report,
+    parse_window,
+    resolve_window,
+    window_utilisation,
+)
 from tlmsim.trace import Slice
 
 

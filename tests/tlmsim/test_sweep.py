@@ -108,7 +108,8 @@ def test_flagship_sweep_is_monotone_and_plateaus_past_the_roofline_knee(local_sw
     xs, tps = _xs_and(rows, "tokens_per_s")
     assert xs == sorted(xs) and len(set(xs)) == 16
     assert all(b >= a for a, b in zip(tps, tps[1:])), tps
-    knee = sw.knee(xs, [r["bandwidth_bound_tokens_per_s"] for r in rows], [r["compute_bound_tokens_per_s"] for r in rows])
+    knee = sw.knee(xs, [r["bandwidth_bound_tokens_per_s"] for r in rows],
+                   [r["compute_bound_tokens_per_s"] for r in rows])
     assert knee is not None and xs[0] * 2 < knee < xs[-1] / 2
     # Below the knee the bandwidth roofline explains the rate; past it the rate is flat.
     for r, x in zip(rows, xs):

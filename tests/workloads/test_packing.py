@@ -9,7 +9,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tlmsim.workloads.compressed_model import compress_weight
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.packing import (
@@ -37,7 +36,8 @@ def _formats():
     for spec in SPECS:
         for symmetric, group, encoding in itertools.product((True, False), (64, 128), ("per_weight", "combinatorial")):
             fmt = parse_format(spec, group)
-            if (fmt.encoding != "int" and (not symmetric or group == 128)) or (not fmt.sparse and encoding != "per_weight"):
+            if ((fmt.encoding != "int" and (not symmetric or group == 128))
+                    or (not fmt.sparse and encoding != "per_weight")):
                 continue
             yield dataclasses.replace(fmt, symmetric=symmetric, index_encoding=encoding)
 
@@ -50,7 +50,9 @@ def _random_weight(fmt, out=12, inp=352, seed=0):
     return torch.randn(out, inp, generator=torch.Generator().manual_seed(seed)) * 0.05
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f.name}-{'sym' if f.symmetric else 'asym'}-g{f.group_size}-{f.index_encoding}")
+@pytest.mark.parametrize(
+    "fmt", FORMATS,
+    ids=lambda f: f"{f.name}-{'sym' if f.symmetric else 'asym'}-g{f.group_size}-{f.index_encoding}")
 def test_unpack_of_pack_equals_the_pruned_quantized_weight_and_sizes_match(fmt):
     weight = _random_weight(fmt)
     qw = compress_weight(weight, fmt)

@@ -33,15 +33,43 @@ serial), ``runner`` (run_sweep, progress), ``outputs`` (atomic writes, sweep.csv
 Everything is importable from ``tlmsim.sweep`` itself.
 """
 
-from tlmsim.sweep.executors import (DASK_CONNECT_TIMEOUT_S, EXECUTOR_CONTEXTS, EXECUTORS, WORKER_STOP_TIMEOUT_S,
-                                    dask_executor, local_executor, serial_executor)
-from tlmsim.sweep.grid import (Axis, Grid, LinearGrid, LogGrid, count_text, grid_size, parse_axis, parse_yaml,
-                               point_at, point_key, points, sample_points)
+from tlmsim.sweep.executors import (
+                                    DASK_CONNECT_TIMEOUT_S,
+                                    EXECUTOR_CONTEXTS,
+                                    EXECUTORS,
+                                    WORKER_STOP_TIMEOUT_S,
+                                    dask_executor,
+                                    local_executor,
+                                    serial_executor,
+)
+from tlmsim.sweep.grid import (
+                                    Axis,
+                                    Grid,
+                                    LinearGrid,
+                                    LogGrid,
+                                    count_text,
+                                    grid_size,
+                                    parse_axis,
+                                    parse_yaml,
+                                    point_at,
+                                    point_key,
+                                    points,
+                                    sample_points,
+)
 from tlmsim.sweep.outputs import knee, read_csv, table, write_all_atomic, write_atomic, write_csv
 from tlmsim.sweep.runner import Progress, duration_text, run_sweep
 from tlmsim.sweep.spec import MAX_POINTS, NO_TRACE, SweepSpec, metrics, point_config, prepare, run_point
-from tlmsim.sweep.state import (CSV_FILE, LOCK_FILE, MANIFEST_FILE, POINTS_FILE, SweepFolder,
-                                check_sweep_out, load_points, read_manifest, read_points)
+from tlmsim.sweep.state import (
+                                    CSV_FILE,
+                                    LOCK_FILE,
+                                    MANIFEST_FILE,
+                                    POINTS_FILE,
+                                    SweepFolder,
+                                    check_sweep_out,
+                                    load_points,
+                                    read_manifest,
+                                    read_points,
+)
 
 __all__ = [
     "CSV_FILE", "DASK_CONNECT_TIMEOUT_S", "EXECUTORS", "EXECUTOR_CONTEXTS", "LOCK_FILE", "MANIFEST_FILE",

@@ -109,7 +109,8 @@ def prepare(config_path: str | Path, items: list[str], max_points: int = MAX_POI
     axes = [parse_axis(item) for item in items]
     fields = [a.field for a in axes]
     if len(set(fields)) != len(fields):
-        raise ConfigError(f"--set names a field twice ({', '.join(sorted({f for f in fields if fields.count(f) > 1}))})")
+        twice = sorted({f for f in fields if fields.count(f) > 1})
+        raise ConfigError(f"--set names a field twice ({', '.join(twice)})")
     total = grid_size(axes)
     if total > max_points:
         sizes = [count_text(a.size) for a in axes if a.swept]

@@ -218,7 +218,8 @@ class SweepFolder:
         path = self.path / POINTS_FILE
         if not path.exists():
             self._added.append(path)
-        sink = open(path, "a+b")
+        # The handle outlives this method: it becomes self._sink, closed by close().
+        sink = open(path, "a+b")  # noqa: SIM115
         if os.fstat(sink.fileno()).st_size > self._points_end:
             sink.truncate(self._points_end)
         if self._points_end:
