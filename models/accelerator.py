@@ -18,6 +18,7 @@ from tlmsim.models.placement import Placement
 from tlmsim.models.steady_state import SteadyStateReuse
 from tlmsim.models.vector_unit import VectorUnit
 from tlmsim.ports import connect
+from tlmsim.reuse import Environment
 from tlmsim.timebase import transfer_ps
 from tlmsim.trace import Tracer
 from tlmsim.workloads.phases import Op, Step, Workload, embedding_table_bytes
@@ -68,7 +69,7 @@ class Accelerator:
         self.progress = progress  # callable(done_steps, total_steps, phase) or None
         self.workload = workload
         self.keep_ops = keep_ops
-        self.env = simpy.Environment()
+        self.env = Environment()  # keeps a table of pending events (steady-state reuse reads it)
         self.ctx = SimContext(self.env, Tracer())
         self.placement = self._place_tensors()
         self.steps: list[StepRecord] = []
@@ -82,9 +83,10 @@ class Accelerator:
         self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer)
         self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer)
         self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)
-        pe_queue, vector_queue = simpy.Store(self.env), simpy.Store(self.env)
+        pe_commands, vector_commands = simpy.Store(self.env), simpy.Store(self.env)
         self.program = Program(self.env, self.cfg, self.workload, self.placement)
         self.program.check_fits()
+        ctx.register(self.program)  # its op progress and skip tables are reuse state
         # The DMAs start prefetching at time 0, before the controller opens the first step:
         # their first reads belong to that step's phase (and its trace).
         ctx.phase = self.program.steps[0].phase
@@ -92,18 +94,21 @@ class Accelerator:
         names = list(self.memories)
         self.weight_dma = Dma(ctx, "weight_dma", names, self.weight_buffer, self.program.weight_descriptors())
         self.kv_dma = Dma(ctx, "kv_dma", names, self.kv_buffer, self.program.kv_descriptors())
-        self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, pe_queue, self.decoder)
-        self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz, vector_queue)
-        self.controller = Controller(ctx, "controller", self.program, pe_queue, vector_queue,
+        self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, pe_commands, self.decoder,
+                                on_tile_start=self._tile_start)
+        self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz, vector_commands)
+        self.controller = Controller(ctx, "controller", self.program, pe_commands, vector_commands,
                                      self.weight_buffer, self.kv_buffer, names, self._step_done, self._layer_start)
         for initiator in (self.weight_dma, self.kv_dma, self.controller):
             for mem, port in initiator.ports.items():
                 connect(port, self.memories[mem].target)
-        self.reuse = SteadyStateReuse(self)
-        self.pe_array.on_tile_start = self.reuse.at_tile_start
+        self.reuse = SteadyStateReuse(ctx, self.program, self.placement, self.cfg.simulation.reuse_identical_layers)
 
     def _layer_start(self, step: Step, layer: int, states: list[OpState]) -> None:
         self.reuse.at_layer_start(step, layer, states)
+
+    def _tile_start(self, cmd, index: int) -> None:
+        self.reuse.at_tile_start(cmd, index)
 
     def _place_tensors(self) -> Placement:
         placement = Placement(self.cfg)
@@ -118,6 +123,7 @@ class Accelerator:
     def run(self) -> list[StepRecord]:
         """Simulate every step; returns their records."""
         self.env.run(until=self.controller.process)
+        self.reuse.finish()  # statistics and traces get the skipped work back
         return self.steps
 
     @property

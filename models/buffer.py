@@ -19,6 +19,7 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import BufferConfig
+from tlmsim.reuse import Frame
 from tlmsim.timebase import cycles_to_ps
 
 
@@ -30,6 +31,8 @@ class BankedBuffer(Component):
     """
 
     role = "buffer"
+    REUSE_STATE = ("free", "filled", "_producer", "_consumer", "taking")
+    WIRING = ("cfg", "clock_mhz", "bank_bytes")
 
     def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
@@ -40,6 +43,7 @@ class BankedBuffer(Component):
         self.filled: deque[simpy.Event] = deque()  # data-ready events of tiles in fill order
         self._producer: simpy.Event | None = None  # fires when a bank is released
         self._consumer: simpy.Event | None = None  # fires when a tile is filled
+        self.taking: simpy.Event | None = None  # data-ready event of the tile the consumer waits for
 
     def reserve(self):
         """Generator: wait until a bank is free, then hold it for the producer."""
@@ -63,8 +67,10 @@ class BankedBuffer(Component):
         while not self.filled:
             self._consumer = self.env.event()
             yield self._consumer
-        data_ready = self.filled.popleft()
-        return (yield data_ready)
+        data_ready = self.taking = self.filled.popleft()
+        payload = yield data_ready
+        self.taking = None
+        return payload
 
     def release(self) -> None:
         """Free the bank of the tile the consumer finished."""
@@ -96,19 +102,21 @@ class BankedBuffer(Component):
         """Banks reserved or holding data."""
         return self.cfg.banks - self.free
 
-    def state(self, now: int) -> tuple:
-        """Free banks, waiting producer and consumer, and when each filled tile's data is in
-        (relative to ``now``)."""
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Free banks, waiting producer and consumer, and when the data of each filled tile and
+        of the tile being taken is in (relative to the boundary)."""
         return (self.free, self._producer is not None, self._consumer is not None,
-                tuple(_due(event, now) for event in self.filled))
+                tuple(_due(event, frame) for event in self.filled),
+                None if self.taking is None else _due(self.taking, frame))
 
     def _trace_occupancy(self) -> None:
         if self.ctx.tracer.enabled:
             self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
 
 
-def _due(event: simpy.Event, now: int):
-    """Time until a tile's data is in, relative to ``now`` ("in" once it is)."""
+def _due(event: simpy.Event, frame: Frame):
+    """When a tile's data is in, relative to the boundary ("in" once it is; -1 if the event
+    does not say: due_ps is set by Memory.request)."""
     if event.processed:
         return "in"
-    return getattr(event, "due_ps", now - 1) - now  # due_ps: set by Memory.request
+    return frame.time(getattr(event, "due_ps", frame.now - 1))

@@ -22,8 +22,12 @@ from tlmsim.models.placement import Placement
 from tlmsim.models.tiling import Tile, attention_tiles, linear_tiles, token_chunk
 from tlmsim.models.vector_unit import VectorCommand
 from tlmsim.ports import InitiatorPort
+from tlmsim.reuse import NO_REPEAT, Frame, RepeatUnit, Stateful
 from tlmsim.transaction import Command, Transaction
 from tlmsim.workloads.phases import Op, Step, Workload
+
+# What steady-state reuse skips (RepeatUnit.kind): whole decoder layers of a step, or tiles of an op.
+LAYER, TILE = "layer", "tile"
 
 
 @dataclass(slots=True)
@@ -36,8 +40,10 @@ class OpState:
     tiles: list[Tile] = field(default_factory=list)
     first_issue_ps: int | None = None
     done_ps: int | None = None
-    # Tiles [first, last] skipped by steady-state reuse (shared with the PE command and the DMA).
+    # Tiles [first, last] skipped by steady-state reuse (shared with the PE command; only the
+    # program writes it, for tiles no reader has reached: Program.advance).
     skipped_tiles: list[int] = field(default_factory=list)
+    fetched: int = -1  # the last tile the DMA's descriptor chain handed out
 
     def mark_done(self, event: simpy.Event) -> None:
         """Callback of ``done``: note the completion time."""
@@ -49,8 +55,17 @@ class OpState:
             self.first_issue_ps = now_ps
 
 
-class Program:
-    """The tiled ops of every step, built lazily and shared by controller and DMAs."""
+class Program(Stateful):
+    """The tiled ops of every step, built lazily and shared by controller and DMAs.
+
+    Its reuse state is the progress of the ops around a boundary and its skip tables, which
+    it rewrites only ahead of every reader (``advance``).
+    """
+
+    name = "program"
+    REUSE_STATE = ("_states", "skipped")
+    WIRING = ("env", "cfg", "workload", "placement", "steps", "layer_start", "ops_per_layer")
+    CACHES = ("_tile_cache",)
 
     def __init__(self, env: simpy.Environment, cfg: Config, workload: Workload, placement: Placement):
         self.env = env
@@ -150,28 +165,98 @@ class Program:
                 wait = by_name[st.op.operand_tensor].done if kind == "attn_matmul" else None
                 for index in tile_order(st.tiles, st.skipped_tiles):
                     tile = st.tiles[index]
-                    yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes,
-                                     st.op.name, None, wait_for=wait, on_issue=st.mark_issue, tag=st, tile=index)
+                    st.fetched = index
+                    yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes, st.op.name, None,
+                                     wait_for=wait, on_issue=st.mark_issue, tag=st, tile=index, step=st.step.index)
+
+    # -- steady-state reuse (tlmsim/reuse.py) ------------------------------------------
+
+    def boundary_state(self, frame: Frame):
+        """Progress of the ops around the boundary (``frame.position`` is a ``Boundary`` of
+        models/steady_state.py: the start of a decoder layer, or a tile of an op)."""
+        where = frame.position
+        if where.layer is None:
+            return self._running_ops(where.step)
+        return self._layer_progress(where.step, where.layer, frame)
+
+    def _layer_progress(self, step: int, layer: int, frame: Frame):
+        """Which ops of layers ``layer - 1`` and ``layer`` are done and since when those of
+        ``layer`` run; NO_REPEAT unless all older layers are done and no later one has started
+        (and unless the step already skips layers)."""
+        start, per = self.layer_start, self.ops_per_layer
+        previous, current = start.get(layer - 1), start[layer]
+        if step in self.skipped or per is None or previous is None or current != previous + per:
+            return NO_REPEAT
+        states = self._states.get(step, [])
+        if not all(st.done.processed for st in states[:previous] if st.first_issue_ps is not None or st.op.layer is not None):
+            return NO_REPEAT
+        if any(st.first_issue_ps is not None for st in states[current + per:]):
+            return NO_REPEAT
+        return (tuple((st.done.processed, st.done.triggered) for st in states[previous:current]),
+                tuple((st.done.processed, st.done.triggered,
+                       None if st.first_issue_ps is None else frame.time(st.first_issue_ps))
+                      for st in states[current:current + per]))
+
+    def _running_ops(self, step: int) -> tuple:
+        """Which ops have started and are not done yet (in this step and any prefetched one)."""
+        out = []
+        for index in (step, step + 1):
+            for i, st in enumerate(self._states.get(index, ())):
+                if st.first_issue_ps is not None and not st.done.processed:
+                    out.append((index - step, i, st.done.triggered, tuple(st.skipped_tiles)))
+        return tuple(out)
+
+    def can_advance(self, unit: RepeatUnit) -> bool:
+        """Only work no reader has reached can be left out: layers none of whose ops the
+        controller or a DMA has touched, tiles after the last one the DMA's chain handed out."""
+        if unit.kind == LAYER:
+            return unit.step not in self.skipped and all(
+                st.fetched < 0 and st.first_issue_ps is None for st in self._layer_states(unit))
+        if unit.kind == TILE:
+            st = self._op_state(unit.step, unit.label)
+            return st is not None and not st.skipped_tiles and st.fetched == unit.first - 1
+        return True
+
+    def advance(self, unit: RepeatUnit) -> None:
+        """Leave the skipped layers or tiles out of the program (every reader reads it lazily)."""
+        if unit.kind == LAYER:
+            self.skipped[unit.step] = (unit.first, unit.last)
+        elif unit.kind == TILE:
+            self._op_state(unit.step, unit.label).skipped_tiles[:] = [unit.first, unit.last]
+
+    def _layer_states(self, unit: RepeatUnit) -> list[OpState]:
+        states = self._states.get(unit.step, [])
+        return states[self.layer_start[unit.first]:self.layer_start[unit.last] + self.ops_per_layer]
+
+    def _op_state(self, step: int, name: str | None) -> OpState | None:
+        return next((st for st in self._states.get(step, ()) if st.op.name == name), None)
 
 
 class Controller(Component):
     """In-order dispatcher of the program's ops."""
 
     role = "control"
+    REUSE_STATE = ("activity", "since", "current", "memory_ops")
+    WIRING = ("program", "pe_commands", "vector_commands", "weight_buffer", "kv_buffer", "ports", "on_step_done",
+              "on_layer_start")
 
-    def __init__(self, ctx: SimContext, name: str, program: Program, pe_queue: simpy.Store,
-                 vector_queue: simpy.Store, weight_buffer, kv_buffer, memories: list[str], on_step_done=None,
+    def __init__(self, ctx: SimContext, name: str, program: Program, pe_commands: simpy.Store,
+                 vector_commands: simpy.Store, weight_buffer, kv_buffer, memories: list[str], on_step_done=None,
                  on_layer_start=None):
         super().__init__(ctx, name)
         self.program = program
-        self.pe_queue = pe_queue
-        self.vector_queue = vector_queue
+        self.pe_commands = pe_commands
+        self.vector_commands = vector_commands
         self.weight_buffer = weight_buffer
         self.kv_buffer = kv_buffer
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}
         self.on_step_done = on_step_done
         self.on_layer_start = on_layer_start  # called at each decoder layer's first dispatch
-        self.process = self.env.process(self.run())
+        self.activity = "start"  # dispatch | dependency | step end | done
+        self.since = 0  # when the current activity began
+        self.current: OpState | None = None  # the op being dispatched, or waited for
+        self.memory_ops: list[OpState] = []  # embedding gathers and KV appends in flight
+        self.process = self.start(self.run())
 
     def run(self):
         """Dispatch every op of every step once its dependencies are done."""
@@ -184,17 +269,35 @@ class Controller(Component):
             for index, st in enumerate(states):
                 if program.is_skipped(st):
                     continue
+                self.current = st
                 deps = [program.dependency(states, d).done for d in st.op.deps]
                 pending = [event for event in deps if not event.processed]
                 if pending:
-                    yield from self.wait(simpy.AllOf(self.env, pending), "waiting for dependency", st.op.name)
+                    self._begin("dependency")
+                    yield simpy.AllOf(self.env, pending)
+                    self.record("stall:waiting for dependency", self.since, self.env.now, st.op.name)
+                self._begin("dispatch")
                 if self.on_layer_start is not None and index == program.layer_start.get(st.op.layer):
                     self.on_layer_start(step, st.op.layer, states)
                 self.dispatch(st)
+            self.current = None
+            self._begin("step end")
             yield simpy.AllOf(self.env, [st.done for st in states if not program.is_skipped(st)])
             if self.on_step_done is not None:
                 self.on_step_done(step, start, self.env.now, states)
             self.program.forget(step.index)
+        self._begin("done")
+
+    def _begin(self, activity: str) -> None:
+        self.activity, self.since = activity, self.env.now
+
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Activity (and since when, if it records a stall when it ends), the op it dispatches
+        or waits to dispatch, and the memory ops in flight (relative to the boundary)."""
+        current = self.current
+        return (self.activity, frame.time(self.since) if self.activity == "dependency" else None,
+                None if current is None else frame.name(current.op.name, current.step.index),
+                tuple(frame.name(st.op.name, st.step.index) for st in self.memory_ops))
 
     @staticmethod
     def traced(cfg: Config, step: Step) -> bool:
@@ -207,23 +310,25 @@ class Controller(Component):
         st.mark_issue(self.env.now)
         op = st.op
         if op.kind == "linear":
-            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.weight_buffer, True, st.done,
-                                        st.skipped_tiles, st))
+            self.pe_commands.put(PeCommand(op.name, op.weight_format, st.tiles, self.weight_buffer, True, st.done,
+                                           st.skipped_tiles, st))
         elif op.kind == "attn_matmul" and st.tiles:
-            self.pe_queue.put(PeCommand(op.name, op.weight_format, st.tiles, self.kv_buffer, False, st.done,
-                                        st.skipped_tiles, st))
+            self.pe_commands.put(PeCommand(op.name, op.weight_format, st.tiles, self.kv_buffer, False, st.done,
+                                           st.skipped_tiles, st))
         elif op.kind == "vector":
-            self.vector_queue.put(VectorCommand(op.name, op.vector_op, op.elements, st.done))
+            self.vector_commands.put(VectorCommand(op.name, op.vector_op, op.elements, st.done))
         elif op.kind == "embedding":
-            self.env.process(self._memory_op(st, Command.READ, op.read_bytes, 0))
+            self.start(self._memory_op(st, Command.READ, op.read_bytes, 0))
         elif op.kind == "kv_append":
             offset = self.program.workload.kv_cache_bytes(op.name, st.step.kv - st.step.tokens)
-            self.env.process(self._memory_op(st, Command.WRITE, op.write_bytes, offset))
+            self.start(self._memory_op(st, Command.WRITE, op.write_bytes, offset))
         else:
             st.done.succeed()
 
     def _memory_op(self, st: OpState, command: Command, nbytes: int, offset: int):
         region = self.program.placement[st.op.operand_tensor]
         txn = Transaction(command, region.addr + offset, nbytes, self.name, st.op.name, self.env.now)
+        self.memory_ops.append(st)
         yield from self.ports[region.memory].transport(txn)
+        self.memory_ops.remove(st)
         st.done.succeed()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import DecoderConfig
+from tlmsim.reuse import Frame
 from tlmsim.timebase import cycles_to_ps
 
 
@@ -16,11 +17,16 @@ class WeightDecoder(Component):
     """Decodes ``weights_per_cycle`` stored weights per cycle after a fixed latency."""
 
     role = "compute"
+    WIRING = ("cfg", "clock_mhz")
 
     def __init__(self, ctx: SimContext, name: str, cfg: DecoderConfig, clock_mhz: float):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz
+
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Nothing: the decoder has no state of its own (the PE array records its work)."""
+        return ()
 
     def decode_cycles(self, stored_weights: int) -> int:
         """Cycles a tile occupies the decoder (its latency overlaps the stream; the PE

@@ -9,13 +9,14 @@ descriptor may wait for an event first (e.g. a KV read waits for the KV append).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.ports import InitiatorPort
+from tlmsim.reuse import Frame, RepeatUnit
 from tlmsim.transaction import Command, Transaction
 
 
@@ -32,12 +33,16 @@ class Descriptor:
     on_issue: Any = None  # callable(now_ps) told when the read is issued
     tag: Any = None  # what the read belongs to (opaque to the DMA; the controller's op state)
     tile: int = 0  # index of the tile within its op
+    step: int = 0  # the program step the read belongs to
 
 
 class Dma(Component):
     """One DMA channel feeding one banked buffer."""
 
     role = "transfer"
+    # ``descriptors`` is read in order: where the chain goes on from is ``current``.
+    REUSE_STATE = ("descriptors", "current", "activity", "since", "in_flight", "busy_since", "idle_since")
+    WIRING = ("ports", "buffer")
 
     def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], buffer, descriptors: Iterable[Descriptor]):
         super().__init__(ctx, name)
@@ -50,7 +55,7 @@ class Dma(Component):
         self.in_flight = 0
         self.busy_since = 0
         self.idle_since = 0
-        self.process = self.env.process(self.run())
+        self.process = self.start(self.run())
 
     def run(self):
         """Issue every descriptor in order, respecting buffer space and dependencies."""
@@ -61,7 +66,7 @@ class Dma(Component):
                 yield desc.wait_for
                 self.record("stall:waiting for dependency", self.since, self.env.now, desc.label)
             yield from self._reserve_bank(desc.label)
-            desc = self.current  # steady-state reuse may have moved it to a skipped tile's place
+            desc = self.current  # ``advance`` may have moved it past skipped tiles
             if desc.on_issue is not None:
                 desc.on_issue(self.env.now)
             self.buffer.fill(self._read(desc), desc.nbytes)
@@ -116,9 +121,29 @@ class Dma(Component):
         if not self.in_flight:
             self.idle_since = now
 
-    def state(self, now: int, relative) -> tuple:
-        """Everything that decides this DMA's future, relative to ``now`` (``relative`` maps a
-        descriptor to its layer-relative position)."""
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Activity and since when (where it records on completion), reads in flight, the
+        descriptor being issued (relative work and address), and the open busy or idle time."""
+        now = frame.now
         waiting = now - self.since if self.activity in ("dependency", "reserve") else 0  # else unused
-        return (self.activity, waiting, self.in_flight, relative(self.current),
+        desc = self.current
+        where = None if desc is None else (frame.name(desc.label, desc.step), frame.offset(desc.label, desc.addr))
+        return (self.activity, waiting, self.in_flight, where,
                 now - self.busy_since if self.in_flight else now - self.idle_since)
+
+    def can_advance(self, unit: RepeatUnit) -> bool:
+        """False if the descriptor being issued is one of the skipped units."""
+        desc = self.current
+        return not (desc is not None and self._holds(unit, desc) and unit.first <= desc.tile <= unit.last)
+
+    def advance(self, unit: RepeatUnit) -> None:
+        """The read about to be issued, of the unit just before the skipped ones, becomes the
+        read of the last skipped unit (its address moves by the skipped strides; the program's
+        chain leaves the skipped units out after it)."""
+        desc = self.current
+        if desc is not None and self._holds(unit, desc) and desc.tile == unit.first - 1:
+            self.current = replace(desc, addr=desc.addr + unit.count * unit.stride_bytes, tile=unit.last)
+
+    @staticmethod
+    def _holds(unit: RepeatUnit, desc: Descriptor) -> bool:
+        return unit.label is not None and desc.label == unit.label and desc.step == unit.step

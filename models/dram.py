@@ -44,6 +44,7 @@ import operator
 from dataclasses import dataclass
 
 from tlmsim.config import DramTimingConfig
+from tlmsim.reuse import Stateful
 
 STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
           "overhead:refresh")
@@ -137,8 +138,13 @@ class RangeCost:
     turnaround: int
 
 
-class DramChannels:
-    """Next free time and state of every channel of one memory."""
+class DramChannels(Stateful):
+    """Next free time and state of every channel of one memory (part of ``Memory``'s reuse
+    state: ``Memory.boundary_state`` serializes it)."""
+
+    REUSE_STATE = ("free", "state", "debt")
+    WIRING = ("t", "span", "period", "horizon")
+    CACHES = ("_costs", "_served")
 
     def __init__(self, timing: DramTiming, channels: int):
         self.t = timing

@@ -23,6 +23,7 @@ from tlmsim.component import Component, SimContext
 from tlmsim.config import MemoryConfig
 from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
 from tlmsim.ports import TargetPort
+from tlmsim.reuse import Frame, RepeatUnit
 from tlmsim.timebase import ns_to_ps, transfer_ps
 from tlmsim.transaction import Command, Transaction
 
@@ -31,6 +32,10 @@ class Memory(Component):
     """All channels of one memory, reachable through one target port."""
 
     role = "memory"
+    REUSE_STATE = ("dram", "port_free", "last_label")
+    WIRING = ("cfg", "channel_gbps", "latency_ps", "first_channel", "spread", "granule", "channel_bytes", "timing",
+              "port_of", "hops", "hop_ps", "any_lateral", "slow", "target")
+    CACHES = ("_streaming", "_splits", "_tables")
 
     def __init__(self, ctx: SimContext, name: str, cfg: MemoryConfig):
         super().__init__(ctx, name)
@@ -43,10 +48,10 @@ class Memory(Component):
         self.timing = DramTiming.build(cfg.dram, cfg.burst_bytes, self.channel_gbps, self.channel_bytes)
         self.dram = DramChannels(self.timing, cfg.channels)
         self._build_switch()
-        self.channel_ps: dict[str, tuple[list[int], list[int]]] = {}  # phase -> (data ps, occupied ps) per channel
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
         self._streaming: dict[bool, float] = {}
         self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        self._tables: dict[str, tuple[list[int], list[int]]] = {}  # phase -> its two arrays in stats
         self.target = TargetPort(name, Transaction, self.transport, self.request)
 
     def _build_switch(self) -> None:
@@ -82,18 +87,15 @@ class Memory(Component):
             self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
                                   bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
         event = self.env.timeout(done - start, value=done if value is None else value)
-        event.due_ps = done  # read by BankedBuffer.state (steady-state detection)
+        event.due_ps = done  # when the data is in: BankedBuffer.boundary_state reads it
         return event
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""
         now = self.env.now
         shares = self.split_local(txn.addr, txn.nbytes)
-        table = self.channel_ps.get(self.ctx.phase)
-        if table is None:
-            table = self.channel_ps[self.ctx.phase] = ([0] * self.cfg.channels, [0] * self.cfg.channels)
-        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow, table,
-                                       (txn.addr, txn.nbytes))
+        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow,
+                                       self._channel_table(self.ctx.phase), (txn.addr, txn.nbytes))
         for ch, _, _ in shares:
             self.last_label[ch] = txn.label
         if self.port_free is not None:
@@ -104,6 +106,14 @@ class Memory(Component):
                 times[state] += total
         hops = max(self.hops[ch] for ch, _, _ in shares) if self.any_lateral else 0
         return last + self.latency_ps + hops * self.hop_ps
+
+    def _channel_table(self, phase: str) -> tuple[list[int], list[int]]:
+        """(data ps, occupied ps) per channel in ``phase``: two arrays of the stats."""
+        table = self._tables.get(phase)
+        if table is None:
+            table = self._tables[phase] = (self.stats.array(phase, "channel data ps", self.cfg.channels),
+                                           self.stats.array(phase, "channel occupied ps", self.cfg.channels))
+        return table
 
     def _through_ports(self, shares: list[tuple[int, int, int]], now: int) -> int:
         """End of the transfer through the shared AXI ports (each at ``port_gbps``)."""
@@ -162,29 +172,37 @@ class Memory(Component):
             gbps = min(gbps, ports * self.cfg.switch.port_gbps)
         return gbps / self.spread if self.cfg.placement_channels == "one" else gbps
 
-    def state(self, now: int, relative) -> tuple:
-        """Everything that decides this memory's future, relative to ``now``: per channel the
-        time until it is free (clipped where no gap-dependent cost can still change), the
-        refresh debt, and its open-row state with the last chunk taken relative to the tensor
-        it served (``relative(label)`` gives that tensor's layer-relative name and its
-        channel-local base chunk)."""
-        clip = self.dram.idle_horizon()
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Per channel the time until it is free (clipped where no gap-dependent cost can still
+        change), the refresh debt, and its open-row state with the last chunk taken relative to
+        the work it served last; the AXI ports' free times; the refresh phase if it is fixed."""
+        now, dram = frame.now, self.dram
+        clip = dram.idle_horizon()
+        where: dict[str, tuple] = {}  # label -> (relative name, base chunk): channels share a few labels
         rows = []
         for ch in range(self.cfg.channels):
+            free = max(dram.free[ch] - now, -clip)
             if self.timing.ideal:  # no open rows: only the free time matters
-                rows.append((max(self.dram.free[ch] - now, -clip),))
+                rows.append((free,))
                 continue
-            last_chunk, *rest = self.dram.state[ch]
+            last_chunk, *rest = dram.state[ch]
             label = self.last_label[ch]
-            name, base_chunk = relative(label) if label is not None else (None, 0)
-            rows.append((max(self.dram.free[ch] - now, -clip), self.dram.debt[ch], name, last_chunk - base_chunk, *rest))
+            if label is not None and label not in where:
+                where[label] = (frame.name(label), self.local_chunk(frame.base(label)))
+            name, base_chunk = where[label] if label is not None else (None, 0)
+            rows.append((free, dram.debt[ch], name, last_chunk - base_chunk, *rest))
         ports = tuple(max(f - now, 0) for f in self.port_free) if self.port_free is not None else ()
         refresh_phase = now % self.timing.refi if self.timing.windowed_refresh and self.timing.refi else 0
         return tuple(rows), ports, refresh_phase
 
+    def advance(self, unit: RepeatUnit) -> None:
+        """Skipped units of work ``unit.label`` move the open rows it left by as many strides
+        (a multiple of the alignment period): as if they had been read."""
+        if unit.label is not None and unit.stride_bytes:
+            self.move_open_rows(unit.label, unit.count * unit.stride_bytes)
+
     def move_open_rows(self, label: str, nbytes: int) -> None:
-        """Move the open-row state of the channels ``label`` used last by ``nbytes`` of address
-        (a multiple of the alignment period): as if they had read that much further on."""
+        """Move the open-row state of the channels ``label`` used last by ``nbytes`` of address."""
         shift = self.local_chunk(nbytes)
         for ch, last in enumerate(self.last_label):
             if last == label:
@@ -216,7 +234,9 @@ class Memory(Component):
         """Per channel over ``duration_ps`` of ``phase``: "busy" (data at peak = achieved / peak),
         "overhead" (refresh, rows, turnaround, bank groups, switch; reasons summed in stats),
         "idle" (the rest)."""
-        data_ps, occupied_ps = self.channel_ps.get(phase) or ([0] * self.cfg.channels, [0] * self.cfg.channels)
+        arrays = self.stats.arrays.get(phase, {})
+        zeros = [0] * self.cfg.channels
+        data_ps, occupied_ps = arrays.get("channel data ps", zeros), arrays.get("channel occupied ps", zeros)
         span = duration_ps or 1
         return [{"busy": data / span, "overhead": (occupied - data) / span, "idle": max(0.0, 1 - occupied / span)}
                 for data, occupied in zip(data_ps, occupied_ps)]

@@ -18,6 +18,7 @@ tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import simpy
@@ -28,6 +29,7 @@ from tlmsim.errors import ConfigError
 from tlmsim.models.decoder import WeightDecoder
 from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
 from tlmsim.models.tiling import Tile
+from tlmsim.reuse import Frame
 from tlmsim.timebase import cycles_to_ps
 from tlmsim.workloads.formats import WeightFormat
 
@@ -64,28 +66,36 @@ class PeArray(Component):
     """Executes matmul commands tile by tile."""
 
     role = "compute"
+    REUSE_STATE = ("cmd", "tile_index", "activity", "since", "incoming", "draining")
+    WIRING = ("cfg", "clock_mhz", "commands", "decoder", "on_tile_start")
+    CACHES = ("_tile_times", "_params")
 
     def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float,
-                 commands: simpy.Store, decoder: WeightDecoder):
+                 commands: simpy.Store, decoder: WeightDecoder,
+                 on_tile_start: Callable[[PeCommand, int], None] | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz
         self.commands = commands
         self.decoder = decoder
+        self.on_tile_start = on_tile_start  # called with (command, tile index) before each tile
         self.cmd: PeCommand | None = None  # the command being executed
         self.tile_index = 0
         self.activity = "idle"  # idle | operands | compute
         self.since = 0  # when the current activity began
-        self.on_tile_start = None  # called with (command, tile index) before each tile
+        self.incoming: simpy.Event | None = None  # the request for the next command while idle
+        self.draining: list[tuple[int, str]] = []  # (when its results are out, label) of finished commands
         self._tile_times: dict[tuple, tuple[int, int]] = {}
         self._params: dict[WeightFormat, PeParams] = {}
-        self.process = self.env.process(self.run())
+        self.process = self.start(self.run())
 
     def run(self):
         """Take commands in order; for each tile wait for operands, then compute."""
         while True:
             self.cmd, self.activity = None, "idle"
-            cmd = self.cmd = yield self.commands.get()
+            self.incoming = self.commands.get()
+            cmd = self.cmd = yield self.incoming
+            self.incoming = None
             for self.tile_index in tile_order(cmd.tiles, cmd.skipped):
                 tile = cmd.tiles[self.tile_index]
                 if self.on_tile_start is not None:
@@ -99,14 +109,25 @@ class PeArray(Component):
 
     def _finish_after_drain(self, cmd: PeCommand) -> None:
         drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
-        self.env.timeout(cycles_to_ps(drain, self.clock_mhz), value=cmd).callbacks.append(_drained)
+        drain_ps = cycles_to_ps(drain, self.clock_mhz)
+        self.draining.append((self.env.now + drain_ps, cmd.label))
+        self.env.timeout(drain_ps, value=cmd).callbacks.append(self._drained)
 
-    def state(self, now: int, relative, tile_base: int = 0) -> tuple:
-        """Everything that decides the array's future, relative to ``now`` (``relative`` maps a
-        command to its relative position, ``tile_base`` is subtracted from the tile index)."""
-        queued = tuple(relative(c) for c in self.commands.items)
-        since = now - self.since if self.activity != "idle" else 0  # an idle array records nothing
-        return (self.activity, since, relative(self.cmd), self.tile_index - tile_base, queued)
+    def _drained(self, event: simpy.Event) -> None:
+        """The last results of a command left the array: the op is done."""
+        self.draining.remove((self.env.now, event.value.label))
+        event.value.done.succeed()
+
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Activity and since when, the command and tile (relative to the boundary), queued
+        commands, a command on its way in, and the commands still draining."""
+        cmd, incoming = self.cmd, self.incoming
+        since = frame.time(self.since) if self.activity != "idle" else 0  # an idle array records nothing
+        tile = self.tile_index if cmd is None else frame.index(cmd.label, self.tile_index)
+        arriving = frame.name(incoming.value.label) if incoming is not None and incoming.triggered else None
+        return (self.activity, since, None if cmd is None else frame.name(cmd.label), tile,
+                tuple(frame.name(c.label) for c in self.commands.items), arriving,
+                tuple((frame.time(due), frame.name(label)) for due, label in self.draining))
 
     def _compute(self, cmd: PeCommand, tile: Tile):
         self.activity = "compute"
@@ -176,14 +197,9 @@ class PeArray(Component):
         return cycles_to_ps(-(-work // self.multipliers()), self.clock_mhz)
 
 
-def _drained(event: simpy.Event) -> None:
-    """The last results of a command left the array: the op is done."""
-    event.value.done.succeed()
-
-
 def tile_order(tiles: list[Tile], skipped: list[int]):
-    """Indices of ``tiles`` in order, leaving out the range ``skipped`` holds (it may be set
-    while iterating: steady-state reuse skips tiles that repeat the previous ones)."""
+    """Indices of ``tiles`` in order, leaving out the range ``skipped`` holds (read as it goes:
+    the program sets it only for tiles no reader has reached, see ``Program.advance``)."""
     index = 0
     while index < len(tiles):
         if skipped and skipped[0] <= index <= skipped[1]:

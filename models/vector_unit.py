@@ -8,6 +8,7 @@ import simpy
 
 from tlmsim.component import Component, SimContext
 from tlmsim.config import VectorUnitConfig
+from tlmsim.reuse import Frame
 from tlmsim.timebase import cycles_to_ps
 
 
@@ -25,6 +26,8 @@ class VectorUnit(Component):
     """``lanes`` elements per cycle, ``cycles_per_element[op]`` issue slots each."""
 
     role = "compute"
+    REUSE_STATE = ("cmd", "since", "incoming")
+    WIRING = ("cfg", "clock_mhz", "commands")
 
     def __init__(self, ctx: SimContext, name: str, cfg: VectorUnitConfig, clock_mhz: float, commands: simpy.Store):
         super().__init__(ctx, name)
@@ -33,21 +36,27 @@ class VectorUnit(Component):
         self.commands = commands
         self.cmd: VectorCommand | None = None  # the command being executed
         self.since = 0  # when it started
-        self.process = self.env.process(self.run())
+        self.incoming: simpy.Event | None = None  # the request for the next command while idle
+        self.process = self.start(self.run())
 
     def run(self):
         """Execute commands in order."""
         while True:
             self.cmd = None
-            cmd = self.cmd = yield self.commands.get()
+            self.incoming = self.commands.get()
+            cmd = self.cmd = yield self.incoming
+            self.incoming = None
             self.since = self.env.now
             yield from self.hold("busy", self.op_ps(cmd.vector_op, cmd.elements), cmd.label, elements=cmd.elements)
             cmd.done.succeed()
 
-    def state(self, now: int, relative) -> tuple:
-        """Everything that decides the unit's future, relative to ``now``."""
-        return (relative(self.cmd), now - self.since if self.cmd else 0,
-                tuple(relative(c) for c in self.commands.items))
+    def boundary_state(self, frame: Frame) -> tuple:
+        """The command and since when (relative to the boundary), queued commands and a command
+        on its way in."""
+        cmd, incoming = self.cmd, self.incoming
+        return (None if cmd is None else frame.name(cmd.label), frame.time(self.since) if cmd else 0,
+                tuple(frame.name(c.label) for c in self.commands.items),
+                frame.name(incoming.value.label) if incoming is not None and incoming.triggered else None)
 
     def cost(self, vector_op: str) -> float:
         """Issue cycles per element of ``vector_op``."""

@@ -1,15 +1,21 @@
 """Statistics and tracing shared by all components.
 
 Every component reports what it did as intervals in a *state*: "busy" or
-"stall:<reason>". ``Stats`` sums them per phase (prefill/decode); ``Tracer`` keeps
-the intervals of a chosen window so they can be written as a Chrome/Perfetto trace and
-drawn as a timeline. Plots and reports read these records, never live components.
+"stall:<reason>". ``Stats`` sums them per phase (prefill/decode), with free-form counts
+and per-index arrays (e.g. per memory channel); ``Tracer`` keeps the intervals of a
+chosen window so they can be written as a Chrome/Perfetto trace and drawn as a
+timeline. Plots and reports read these records, never live components.
+
+Steady-state reuse (tlmsim/reuse.py) skips periods that repeat; it puts them back
+afterwards: ``Stats.add_growth`` scales one period's growth, ``put_back`` copies the
+period's trace records and moves the later ones.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,45 +48,106 @@ class Tracer:
         self.enabled = True
         self.slices: list[Slice] = []
         self.counters: list[Counter] = []
-        # Set by steady-state reuse (models/steady_state.py): simulated time plus offset_ps is
-        # the real time once skipped layers are put back, and ``rename`` gives a record of the
-        # layer that stands for a skipped run the name of the layer it stands for.
-        self.offset_ps = 0
-        self.rename = None
 
     def slice(self, track: str, state: str, name: str, start_ps: int, end_ps: int, **args) -> None:
         """Record an interval if tracing is on."""
         if self.enabled and end_ps > start_ps:
-            if self.rename is not None:
-                name = self.rename(name)
-            self.slices.append(Slice(track, state, name, start_ps + self.offset_ps, end_ps + self.offset_ps, args))
+            self.slices.append(Slice(track, state, name, start_ps, end_ps, args))
 
     def counter(self, track: str, ts_ps: int, value: float) -> None:
         """Record a counter sample if tracing is on."""
         if self.enabled:
-            self.counters.append(Counter(track, ts_ps + self.offset_ps, value))
-
-    def repeat(self, first: tuple[int, int], last: tuple[int, int], times: int, period_ps: int, rename) -> None:
-        """Append ``times`` copies of the records between two marks (``(slices, counters)``
-        counts), copy j moved by j x ``period_ps`` and its names mapped by ``rename(name, j)``."""
-        slices, counters = self.slices[first[0]:last[0]], self.counters[first[1]:last[1]]
-        for j in range(1, times + 1):
-            shift = j * period_ps
-            self.slices += [Slice(s.track, s.state, rename(s.name, j), s.start_ps + shift, s.end_ps + shift, s.args)
-                            for s in slices]
-            self.counters += [Counter(c.track, c.ts_ps + shift, c.value) for c in counters]
+            self.counters.append(Counter(track, ts_ps, value))
 
     def mark(self) -> tuple[int, int]:
         """How many slices and counter samples are recorded so far."""
         return len(self.slices), len(self.counters)
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """A skipped run as the trace sees it: the records between marks ``source`` and ``at``
+    (one period) happen ``times`` more times, one period apart, and everything recorded from
+    ``at`` on happened that much later."""
+
+    source: tuple[int, int]  # Tracer.mark() where the repeated period began
+    at: tuple[int, int]  # ... and where the run was skipped
+    times: int
+    period_ps: int
+    copy_name: Callable[[str, int], str] | None = None  # name of a record in copy j (None: kept)
+    later_name: Callable[[str], str] | None = None  # renames the records made from ``at`` ...
+    later_until: tuple[int, int] | None = None  # ... up to this mark (None: to the end)
+
+
+def put_back(slices: list[Slice], counters: list[Counter], repeats: list[Repeat]) -> tuple[list[Slice], list[Counter]]:
+    """The trace of the whole run from the records of a run that skipped ``repeats``: each
+    repeat's copies go where it was skipped, every later record moves by the time skipped
+    before it (and is renamed while a repeat says so)."""
+    return _put_back(slices, repeats, 0, _copy_slices, _move_slice), _put_back(counters, repeats, 1, _copy_counters, None)
+
+
+def _put_back(records: list, repeats: list[Repeat], which: int, copy, move) -> list:
+    order = sorted(repeats, key=lambda r: r.at[which])
+    final: list = []  # records[i] as it ends up (moved, renamed), without the copies
+    out: list = []
+    shift, renames, done = 0, [], 0
+    for r in order:
+        at = r.at[which]
+        _finish(records[done:at], done, shift, renames, which, move, final, out)
+        done = at
+        for j in range(1, r.times + 1):
+            out += copy(final[r.source[which]:at], j * r.period_ps, r.copy_name, j)
+        shift += r.times * r.period_ps
+        renames = [x for x in renames if x.later_until is None or x.later_until[which] > at]
+        if r.later_name is not None and move is not None:  # counters carry no names
+            renames.append(r)
+    _finish(records[done:], done, shift, renames, which, move, final, out)
+    return out
+
+
+def _finish(records: list, first: int, shift: int, renames: list[Repeat], which: int, move, final: list,
+            out: list) -> None:
+    """Append ``records`` (indices from ``first``) moved by ``shift`` and renamed as they end up."""
+    for i, rec in enumerate(records, first):
+        active = [r.later_name for r in renames if r.later_until is None or i < r.later_until[which]]
+        if shift or active:
+            rec = move(rec, shift, active) if move else Counter(rec.track, rec.ts_ps + shift, rec.value)
+        final.append(rec)
+        out.append(rec)
+
+
+def _move_slice(s: Slice, shift: int, renames: list) -> Slice:
+    name = s.name
+    for rename in renames:
+        name = rename(name)
+    return Slice(s.track, s.state, name, s.start_ps + shift, s.end_ps + shift, s.args)
+
+
+def _copy_slices(slices: list[Slice], shift: int, rename, j: int) -> list[Slice]:
+    if rename is None:
+        return [Slice(s.track, s.state, s.name, s.start_ps + shift, s.end_ps + shift, s.args) for s in slices]
+    return [Slice(s.track, s.state, rename(s.name, j), s.start_ps + shift, s.end_ps + shift, s.args) for s in slices]
+
+
+def _copy_counters(counters: list[Counter], shift: int, _rename, _j: int) -> list[Counter]:
+    return [Counter(c.track, c.ts_ps + shift, c.value) for c in counters]
+
+
+# A snapshot of one phase of a Stats: (time per state, counts, arrays).
+StatsSnapshot = tuple[dict[str, int], dict[str, int], dict[str, list[int]]]
+
+
 class Stats:
-    """Time per (phase, state) of one component, plus free-form counts."""
+    """Time per (phase, state) of one component, plus free-form counts and per-index arrays.
+
+    Every counter of a component lives here, so steady-state reuse can scale any period's
+    growth without knowing what the counters mean.
+    """
 
     def __init__(self) -> None:
         self.time_ps: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.arrays: dict[str, dict[str, list[int]]] = defaultdict(dict)
 
     def add_time(self, phase: str, state: str, duration_ps: int) -> None:
         """Account ``duration_ps`` of ``state`` to ``phase``."""
@@ -89,6 +156,39 @@ class Stats:
     def add_count(self, phase: str, key: str, amount: int) -> None:
         """Add to a named count (bytes read, tiles, ...)."""
         self.counts[phase][key] += amount
+
+    def array(self, phase: str, key: str, size: int) -> list[int]:
+        """A per-index count of ``phase`` (e.g. ps per memory channel), zeros at first; callers
+        add to its items in place."""
+        arrays = self.arrays[phase]
+        if key not in arrays:
+            arrays[key] = [0] * size
+        return arrays[key]
+
+    def snapshot(self, phase: str) -> StatsSnapshot:
+        """A copy of every counter of ``phase``."""
+        return (dict(self.time_ps.get(phase, {})), dict(self.counts.get(phase, {})),
+                {key: list(values) for key, values in self.arrays.get(phase, {}).items()})
+
+    @staticmethod
+    def growth(before: StatsSnapshot, after: StatsSnapshot) -> StatsSnapshot:
+        """What every counter grew by from ``before`` to ``after`` (unchanged ones left out)."""
+        times, counts = ({key: value - old.get(key, 0) for key, value in new.items() if value != old.get(key, 0)}
+                         for old, new in zip(before[:2], after[:2]))
+        arrays = {key: [v - b for v, b in zip(values, before[2].get(key, [0] * len(values)))]
+                  for key, values in after[2].items()}
+        return times, counts, arrays
+
+    def add_growth(self, phase: str, growth: StatsSnapshot, times: int) -> None:
+        """Add ``times`` x ``growth`` to the counters of ``phase``."""
+        for key, value in growth[0].items():
+            self.time_ps[phase][key] += times * value
+        for key, value in growth[1].items():
+            self.counts[phase][key] += times * value
+        for key, values in growth[2].items():
+            array = self.array(phase, key, len(values))
+            for i, value in enumerate(values):
+                array[i] += times * value
 
 
 def chrome_trace(slices: list[Slice], counters: list[Counter], memories: dict[str, float] | None = None,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tlmsim.config import load_config
-from tlmsim.simulate import simulate
+from tlmsim.models.accelerator import Accelerator
+from tlmsim.simulate import build_workload, summarize
 
 FLAGSHIP = Path(__file__).resolve().parents[2] / "configs" / "u280_llama7b.yaml"
 SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=4"]
@@ -15,7 +16,8 @@ SHORT = ["workload.prefill_tokens=16", "workload.decode_tokens=4"]
 
 def _run(overrides: list[str], reuse: bool):
     cfg = load_config(FLAGSHIP, [*SHORT, *overrides, f"simulation.reuse_identical_layers={str(reuse).lower()}"])
-    result, acc = simulate(cfg)
+    acc = Accelerator(cfg, build_workload(cfg))
+    result = summarize(cfg, acc, acc.run())
     result.pop("config")  # differs in the reuse flag only
     result.pop("reuse")  # how many layers and tiles were skipped
     return json.dumps(result, sort_keys=True), acc
