@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import networkx as nx
+
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.symbols import Sym
 

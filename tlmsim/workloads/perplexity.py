@@ -5,7 +5,7 @@ on the calibration part of the corpus and prints a markdown table of perplexity 
 held-out part for each format; ``--model smollm2`` does the same for SmolLM2-135M
 (slow: ~40 s to load, then each format is compressed and evaluated in turn).
 
-The corpus (``workloads/corpus/``) is split by characters: the first 80 % is the
+The corpus (``tlmsim/workloads/corpus/``) is split by characters: the first 80 % is the
 calibration/training part, the last 20 % the evaluation part.
 """
 
@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+
 from tlmsim.workloads.compressed_model import activation_norms, compress_module
 from tlmsim.workloads.formats import parse_format
 
@@ -84,8 +85,9 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
 
 def _load(model_name: str, train_steps: int):
     """(model, tokenizer) for 'tiny' (trained on the calibration split), 'smollm2' or a folder."""
-    from tlmsim.workloads.tiny_model import build_tiny_model, load_smollm2
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tlmsim.workloads.tiny_model import build_tiny_model, load_smollm2
 
     if model_name == "smollm2":
         return load_smollm2()

@@ -3,7 +3,7 @@
 A request's bytes are split over the channels by the address map
 (``placement_channels``: interleave over all channels, over a range of them, or one
 contiguous slice per channel). Each channel serves its share first-come first-served;
-with ``dram`` timing set, ``models/dram.py`` adds row activations, bank-group spacing,
+with ``dram`` timing set, ``tlmsim/models/dram.py`` adds row activations, bank-group spacing,
 bus turnaround and refresh in closed form; without it the channel runs at peak. With an
 HBM ``switch``, a channel reached from a port of another mini-switch moves data at the
 lateral fraction of its bandwidth and pays extra latency, and each AXI port caps the
@@ -18,13 +18,77 @@ spacing and the switch; the rest of the channel time is idle.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import MemoryConfig
-from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
-from tlmsim.ports import TargetPort
-from tlmsim.timebase import ns_to_ps, transfer_ps
-from tlmsim.transaction import Command, Transaction
+from pydantic import BeforeValidator, Field, model_validator
+
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import BANDWIDTH_GBPS, PORTS, TIME_NS, Section, list_to_tuple
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.ports import TargetPort
+from tlmsim.engine.timebase import ns_to_ps, transfer_ps
+from tlmsim.models.dram import STATES, DramChannels, DramTiming, DramTimingConfig, lateral_hops
+
+# YAML has no tuples; strict mode would refuse the list [first, count] for a tuple field.
+ChannelIndex = Annotated[int, Field(ge=0, le=1024)]
+ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(list_to_tuple)]
+
+
+class HbmSwitchConfig(Section):
+    """The U280 HBM AXI switch: 32 ports in mini-switches of 4 ports x 4 pseudo-channels.
+
+    A port reaching a pseudo-channel of another mini-switch crosses lateral links,
+    which are shared and limit throughput (AMD PG276, "Lateral AXI Switch Access
+    Throughput Loss"); each crossing adds latency.
+    """
+
+    ports_per_switch: int = Field(4, **PORTS, description="AXI ports (and pseudo-channels) per mini-switch")
+    ports_used: int = Field(**PORTS, description="AXI ports the accelerator drives, spread evenly over the switch")
+    port_gbps: float = Field(**BANDWIDTH_GBPS, description="peak of one AXI port (256 bit x AXI clock)")
+    lateral_fraction: float = Field(0.5, gt=0.001, le=1, description="throughput of a lateral path / local")
+    lateral_latency_ns: float = Field(**TIME_NS, description="extra latency per mini-switch crossed")
+
+
+class MemoryConfig(Section):
+    """An off-chip memory (all channels of one kind): peak numbers from the data sheet,
+    optional DRAM command timing, HBM switch and how addresses spread over channels."""
+
+    kind: Literal["hbm2", "ddr4", "generic"] = "generic"
+    channels: int = Field(**PORTS, description="independent channels (HBM pseudo-channels)")
+    bandwidth_gbps: float = Field(**BANDWIDTH_GBPS, description="total peak bandwidth, GB/s")
+    latency_ns: float = Field(**TIME_NS, description="idle read latency (page hit)")
+    burst_bytes: int = Field(64, ge=1, le=65536, description="smallest transfer; requests round up to it")
+    interleave_bytes: int = Field(4096, ge=1, le=2**30, description="address interleave across channels")
+    capacity_gib: float = Field(gt=1e-6, le=16384, description="capacity, above 1 KiB, at most 16 TiB")
+    dram: DramTimingConfig | None = Field(None, description="command timing; None = ideal pipe at peak")
+    switch: HbmSwitchConfig | None = Field(None, description="HBM AXI switch; None = every port local")
+    placement_channels: Literal["spread", "one", "range"] = Field(
+        "spread", description="spread: interleave over all channels; one: each channel holds a contiguous "
+                              "capacity/channels slice, so a tensor sits in one channel; range: interleave "
+                              "over channel_range")
+    channel_range: ChannelRange | None = Field(None, description="(first channel, count) for 'range'")
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Capacity in bytes."""
+        return int(self.capacity_gib * 2**30)
+
+    @model_validator(mode="after")
+    def _channels_consistent(self):
+        if self.placement_channels == "range":
+            if self.channel_range is None:
+                raise ValueError("placement_channels 'range' needs channel_range: [first, count]")
+            first, count = self.channel_range
+            if first < 0 or count <= 0 or first + count > self.channels:
+                raise ValueError(f"channel_range {list(self.channel_range)} must lie within the "
+                                 f"{self.channels} channels")
+        if self.dram is not None and self.dram.row_bytes % self.burst_bytes:
+            raise ValueError(f"dram.row_bytes={self.dram.row_bytes} must be a multiple of burst_bytes")
+        if self.switch is not None and self.channels % self.switch.ports_per_switch:
+            raise ValueError(f"channels={self.channels} must be a multiple of switch.ports_per_switch")
+        if self.switch is not None and self.switch.ports_used > self.channels:
+            raise ValueError(f"switch.ports_used={self.switch.ports_used} exceeds the {self.channels} ports")
+        return self
 
 
 class Memory(Component):
@@ -234,7 +298,7 @@ def tensor_alignment(cfg: MemoryConfig) -> tuple[int | None, int]:
     bank and row offset in every channel) and at least the open-row horizon after the
     previous tensor, so a tensor's access costs do not depend on where it lies or on its
     neighbours: the same layer at another address behaves the same, which lets the
-    controller reuse identical layers (models/steady_state.py). (None, 0) when the period
+    controller reuse identical layers (tlmsim/models/steady_state.py). (None, 0) when the period
     is a whole channel (``one`` placement, ``bank_row_column`` mapping): tensors are then
     only page-aligned and their costs depend on where they lie.
     """

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import simpy
+from pydantic import Field
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import VectorUnitConfig
-from tlmsim.timebase import cycles_to_ps
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import CYCLES, Section
+from tlmsim.engine.timebase import cycles_to_ps
+
+CyclesPerElement = Annotated[float, Field(ge=0, le=10**6)]
+
+
+class VectorUnitConfig(Section):
+    """SIMD unit for norms, softmax, activations, RoPE and residual adds."""
+
+    lanes: int = Field(ge=1, le=65536, description="elements per cycle")
+    latency_cycles: int = Field(16, **CYCLES)
+    cycles_per_element: dict[str, CyclesPerElement] = Field(
+        default_factory=lambda: {"rmsnorm": 2, "layernorm": 3, "softmax": 3, "activation": 2,
+                                 "elementwise": 1, "rope_table": 2},
+        description="issue cycles per element and lane for each vector op")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode
 
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
 
 MAX_BYTES = 1 << 20  # 1 MiB: far above any real config, far below a slow parse
 MAX_DEPTH = 64  # configs nest 4 levels; the limit keeps the recursive composer safe

@@ -7,9 +7,18 @@ model only answers how long a tile takes to decode.
 
 from __future__ import annotations
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import DecoderConfig
-from tlmsim.timebase import cycles_to_ps
+from pydantic import Field
+
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import CYCLES, Section
+from tlmsim.engine.timebase import cycles_to_ps
+
+
+class DecoderConfig(Section):
+    """Weight decoder: N:M index expansion and INT4/ternary dequantization."""
+
+    weights_per_cycle: int = Field(ge=1, le=2**24, description="stored weights decoded per cycle")
+    latency_cycles: int = Field(4, **CYCLES)
 
 
 class WeightDecoder(Component):

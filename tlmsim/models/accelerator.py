@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import simpy
+from pydantic import Field
 
-from tlmsim.component import SimContext
-from tlmsim.config import Config
-from tlmsim.models.buffer import BankedBuffer
+from tlmsim.engine.component import SimContext
+from tlmsim.engine.configbase import CLOCK_MHZ, ON_CHIP_KIB, Section
+from tlmsim.engine.ports import connect
+from tlmsim.engine.trace import Tracer
+from tlmsim.models.buffer import ActivationBufferConfig, BankedBuffer, BufferConfig
 from tlmsim.models.controller import Controller, OpState, Program
-from tlmsim.models.decoder import WeightDecoder
+from tlmsim.models.decoder import DecoderConfig, WeightDecoder
 from tlmsim.models.dma import Dma
 from tlmsim.models.memory import Memory
-from tlmsim.models.pe_array import PeArray
+from tlmsim.models.pe_array import PeArray, PeArrayConfig
 from tlmsim.models.placement import Placement
 from tlmsim.models.steady_state import SteadyStateReuse
-from tlmsim.models.vector_unit import VectorUnit
-from tlmsim.ports import connect
-from tlmsim.timebase import transfer_ps
-from tlmsim.trace import Tracer
+from tlmsim.models.vector_unit import VectorUnit, VectorUnitConfig
 from tlmsim.workloads.phases import Op, Step, Workload, embedding_table_bytes
+
+if TYPE_CHECKING:  # the composed config is the application's; components only read it
+    from tlmsim.config import Config
+
+
+class FpgaConfig(Section):
+    """Device totals used to check that on-chip buffers fit (AMD DS963 for the U280)."""
+
+    uram_kib: float = Field(**ON_CHIP_KIB)
+    bram_kib: float = Field(**ON_CHIP_KIB)
+
+
+class AcceleratorConfig(Section):
+    """The accelerator on the FPGA fabric."""
+
+    clock_mhz: float = Field(**CLOCK_MHZ)
+    fpga: FpgaConfig
+    weight_buffer: BufferConfig
+    kv_buffer: BufferConfig
+    activation_buffer: ActivationBufferConfig
+    decoder: DecoderConfig
+    pe_array: PeArrayConfig
+    vector_unit: VectorUnitConfig
 
 
 @dataclass

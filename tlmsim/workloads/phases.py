@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import networkx as nx
+
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.symbols import Sym, eval_size
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import networkx as nx
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from tlmsim.workloads.model_source import ModelError, one_line
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
@@ -43,7 +45,6 @@ from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code i
     sym_dim,
     sym_numel,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
 
 MATMUL_OPS = {"mm", "bmm", "addmm", "matmul", "baddbmm"}
 SOFTMAX_OPS = {"_softmax", "softmax", "_safe_softmax"}
@@ -113,7 +114,7 @@ def _check_dims_are_distinguishable(cfg) -> None:
     if sizes & {TRACE_TOKENS, TRACE_KV}:
         raise ExtractionError(f"model dimensions {sorted(sizes)} (hidden_size, num_attention_heads, head_dim) "
                               f"collide with the trace sizes {TRACE_TOKENS}/{TRACE_KV}; change TRACE_TOKENS "
-                              f"in workloads/symbols.py to simulate this model")
+                              f"in tlmsim/workloads/symbols.py to simulate this model")
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -325,7 +326,7 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
         return _base(name, "data")
     raise UnsupportedModuleError(
         f"module '{name}' of type {cls} computes on activations but has no hardware mapping; "
-        f"add it to VECTOR_MODULES in workloads/graph.py if the vector unit can run it")
+        f"add it to VECTOR_MODULES in tlmsim/workloads/graph.py if the vector unit can run it")
 
 
 def _matmul_attrs(module_name: str, inputs) -> dict:

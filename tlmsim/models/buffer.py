@@ -14,12 +14,65 @@ filling the bank or a PE array reading it cannot beat.
 from __future__ import annotations
 
 from collections import deque
+from typing import Literal
 
 import simpy
+from pydantic import Field
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import BufferConfig
-from tlmsim.timebase import cycles_to_ps
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import ON_CHIP_KIB, Section
+from tlmsim.engine.timebase import cycles_to_ps
+
+# One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is
+# 4K x 72 bit (288 Kb); a BRAM36 in simple dual-port mode is 512 x 72 bit (36 Kb). Both
+# have one write and one read port per cycle (AMD UG573, "UltraScale Architecture Memory
+# Resources"; DS963 for the counts).
+ON_CHIP_BLOCKS = {"uram": (36.0, 72), "bram": (4.5, 72)}
+
+
+class BufferConfig(Section):
+    """A banked on-chip buffer (ping-pong with 2 banks), each bank a row of URAM/BRAM blocks.
+
+    A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
+    blocks side by side. ``width_bits`` widens a bank beyond what its capacity needs
+    (more blocks, each partly used) so it can keep up with a fast producer.
+    """
+
+    banks: int = Field(2, ge=1, le=64)
+    bank_kib: float = Field(**ON_CHIP_KIB)
+    memory: Literal["uram", "bram"] = "uram"
+    width_bits: int | None = Field(None, ge=1, le=65536,
+                                   description="bank data width; None = blocks that hold bank_kib")
+
+    @property
+    def bank_bytes(self) -> int:
+        """Bytes per bank."""
+        return int(self.bank_kib * 1024)
+
+    @property
+    def blocks_per_bank(self) -> int:
+        """Physical blocks of one bank: enough for its capacity and for its width."""
+        block_kib, block_bits = ON_CHIP_BLOCKS[self.memory]
+        for_capacity = -(-self.bank_kib // block_kib)
+        for_width = -(-(self.width_bits or 0) // block_bits)
+        return int(max(for_capacity, for_width))
+
+    @property
+    def bank_width_bits(self) -> int:
+        """Bits a bank moves per cycle and port."""
+        return self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][1]
+
+    @property
+    def footprint_kib(self) -> float:
+        """On-chip memory the buffer occupies (whole blocks)."""
+        return self.banks * self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][0]
+
+
+class ActivationBufferConfig(Section):
+    """On-chip activations: a layer's input and output rows must fit a token chunk."""
+
+    capacity_kib: float = Field(**ON_CHIP_KIB)
+    memory: Literal["uram", "bram"] = "uram"
 
 
 class BankedBuffer(Component):

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
+
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.manifest import (  # noqa: F401  (re-exported: the loading half lives there)
     ARRAYS,
@@ -191,8 +192,9 @@ def check_input_folder(model_dir: Path) -> None:
 
 def _load_input_model(model_dir: Path):
     """The float32 model and its tokenizer; every failure is one line naming the folder."""
-    from tlmsim.workloads.graph import quiet_transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tlmsim.workloads.graph import quiet_transformers
 
     try:
         with quiet_transformers():

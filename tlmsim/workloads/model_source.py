@@ -4,7 +4,7 @@ The rule, so that a folder is never silently shadowed by a shipped name:
 
 * anything that exists as a path, or contains a path separator, or starts with ``.``
   or ``~``, is a local Hugging Face model folder (it must hold ``config.json``);
-* anything else is the name of a config shipped in ``workloads/model_configs/``.
+* anything else is the name of a config shipped in ``tlmsim/workloads/model_configs/``.
 
 ``resolve_model`` also reads and checks the config JSON (valid JSON, an object, with a
 ``model_type``) and records its sha256, so a result can say exactly which config it
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
 
 SHIPPED = Path(__file__).parent / "model_configs"
 MAX_CONFIG_BYTES = 16 * 2**20  # a real config.json is a few KB; anything this big is not one

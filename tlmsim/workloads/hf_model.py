@@ -1,7 +1,7 @@
 """Find a model's config (shipped name or local folder) and build its layer graph.
 
 Nothing is downloaded: a name refers to a config JSON shipped in
-``workloads/model_configs/``, a folder to a local HF model (``config.json``), and a
+``tlmsim/workloads/model_configs/``, a folder to a local HF model (``config.json``), and a
 compressed model folder also has ``manifest.json`` with each layer's packed format
 and exact byte count (see ``model_source.py`` for how a name is told from a folder).
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
+
+from tlmsim.engine.errors import ConfigError
 from tlmsim.workloads import graph_cache
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for callers of this module)
@@ -32,8 +34,6 @@ from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for call
     shipped_models,
 )
 from tlmsim.workloads.symbols import layer_index
-
-from tlmsim.errors import ConfigError
 
 # model_type values whose tiny configs trace to a complete graph (tests/workloads/test_model_families.py)
 VERIFIED_MODEL_TYPES = (
@@ -142,8 +142,9 @@ def load_hf_config(model: str):
 
 def hf_config(source: ModelSource):
     """The transformers config of ``source``: a causal LM of a size the simulator can hold."""
-    from tlmsim.workloads.graph import quiet_transformers
     from transformers import CONFIG_MAPPING
+
+    from tlmsim.workloads.graph import quiet_transformers
 
     label = f"workload.model {source.name}"
     model_type = source.config["model_type"]

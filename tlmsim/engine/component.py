@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import simpy
 
-from tlmsim.trace import Stats, Tracer
+from tlmsim.engine.trace import Stats, Tracer
 
 
 @dataclass

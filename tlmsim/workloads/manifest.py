@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
+
 from tlmsim.workloads.formats import WeightFormat
 from tlmsim.workloads.model_source import ModelError, one_line
 

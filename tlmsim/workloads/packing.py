@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from tlmsim.workloads.formats import STORAGE_FORMATS, WeightFormat, parse_format
 from tlmsim.workloads.quantization import QuantizedWeight
 

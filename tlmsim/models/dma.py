@@ -14,9 +14,9 @@ from typing import Any
 
 import simpy
 
-from tlmsim.component import Component, SimContext
-from tlmsim.ports import InitiatorPort
-from tlmsim.transaction import Command, Transaction
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.ports import InitiatorPort
 
 
 @dataclass(frozen=True)

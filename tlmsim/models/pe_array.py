@@ -21,15 +21,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import simpy
+from pydantic import Field, model_validator
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import PeArrayConfig
-from tlmsim.errors import ConfigError
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import Section
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.timebase import cycles_to_ps
 from tlmsim.models.decoder import WeightDecoder
 from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
 from tlmsim.models.tiling import Tile
-from tlmsim.timebase import cycles_to_ps
 from tlmsim.workloads.formats import WeightFormat
+
+
+class PeArrayConfig(Section):
+    """Array of rows x cols N:M PEs (the RTL in rtl/ is one PE with these n, m, lanes)."""
+
+    rows: int = Field(ge=1, le=4096, description="token rows computed in parallel")
+    cols: int = Field(ge=1, le=4096, description="output columns computed in parallel")
+    n: int = Field(ge=1, le=255, description="kept weights per group the PE mux handles")
+    m: int = Field(ge=2, le=256, description="group size of the N:M pattern")
+    lanes: int = Field(ge=1, le=4096, description="N:M groups per PE per cycle")
+    native_weight_bits: int = Field(4, ge=1, le=16,
+                                    description="multiplier weight width; wider weights take more beats")
+    ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
+
+    @model_validator(mode="after")
+    def _n_below_m(self):
+        if self.n >= self.m:
+            raise ValueError(f"n={self.n} must be < m={self.m} (N:M keeps N of every M weights)")
+        if self.m & (self.m - 1):
+            raise ValueError(f"m={self.m} must be a power of two (indices are log2(m) bits)")
+        return self
 
 
 def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:

@@ -42,7 +42,7 @@ class Tracer:
         self.enabled = True
         self.slices: list[Slice] = []
         self.counters: list[Counter] = []
-        # Set by steady-state reuse (models/steady_state.py): simulated time plus offset_ps is
+        # Set by steady-state reuse (tlmsim/models/steady_state.py): simulated time plus offset_ps is
         # the real time once skipped layers are put back, and ``rename`` gives a record of the
         # layer that stands for a skipped run the name of the layer it stands for.
         self.offset_ps = 0

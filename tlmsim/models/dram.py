@@ -24,7 +24,7 @@ service time on that channel follows from counts, not from a command-by-command 
     ``tRFC / (tREFI - tRFC)`` of its busy time refreshing. The debt is kept as a
     fluid, in integer ps x tREFI units, so it depends only on elapsed and busy times,
     never on the absolute time: two channels in the same relative state behave the same,
-    which is what lets the controller reuse identical decoder layers (models/steady_state.py).
+    which is what lets the controller reuse identical decoder layers (tlmsim/models/steady_state.py).
   - ``windowed``: the channel is blocked ``[m tREFI - tRFC, m tREFI)`` for m >= 1; busy
     time that reaches a window is pushed past it (exact for this fixed schedule, and an
     idle channel absorbs refresh for free).
@@ -43,14 +43,15 @@ import math
 import operator
 from dataclasses import dataclass
 
-from tlmsim.config import DramTimingConfig
-
-STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
-          "overhead:refresh")
+from tlmsim.models.dram_config import DramTimingConfig
 
 
 def _ps(ns: float) -> int:
     return round(ns * 1000)
+
+
+STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
+          "overhead:refresh")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Weight storage formats and their exact packed sizes.
 
 A format says how one weight matrix W[out, in] is stored in DRAM, i.e. what the
-accelerator's weight decoder reads. The packed layout (see ``workloads/packing.py``)
+accelerator's weight decoder reads. The packed layout (see ``tlmsim/workloads/packing.py``)
 is three contiguous row-major bit streams, each padded only at its end to a byte:
 
 * values:  the kept weights, ``value_bits`` each (fp16, int8, int4, or 2-bit ternary);

@@ -11,19 +11,22 @@ next tiles while the current ones compute) as far as the buffers allow.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import simpy
 
-from tlmsim.component import Component, SimContext
-from tlmsim.config import Config
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.ports import InitiatorPort
 from tlmsim.models.dma import Descriptor
 from tlmsim.models.pe_array import PeCommand, check_runs, tile_order
 from tlmsim.models.placement import Placement
 from tlmsim.models.tiling import Tile, attention_tiles, linear_tiles, token_chunk
 from tlmsim.models.vector_unit import VectorCommand
-from tlmsim.ports import InitiatorPort
-from tlmsim.transaction import Command, Transaction
 from tlmsim.workloads.phases import Op, Step, Workload
+
+if TYPE_CHECKING:  # the composed config is the application's; components only read it
+    from tlmsim.config import Config
 
 
 @dataclass(slots=True)

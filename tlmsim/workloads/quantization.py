@@ -5,7 +5,7 @@ form a row of K = in * N / M values, and ``group_size`` consecutive kept weights
 one scale (the last group of a row may be shorter). Pruned weights are never seen by
 the quantizer, so they cannot stretch a group's range.
 
-Encodings (the codes are what ``workloads/packing.py`` stores, ``value_bits`` each):
+Encodings (the codes are what ``tlmsim/workloads/packing.py`` stores, ``value_bits`` each):
 
 * ``int`` symmetric: code q in [-2^(b-1), 2^(b-1)-1] (two's complement), scale =
   max|w| / (2^(b-1)-1), weight = q * scale.
@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from tlmsim.workloads.formats import WeightFormat
 
 

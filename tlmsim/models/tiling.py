@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
 from tlmsim.workloads.phases import Op
 
 

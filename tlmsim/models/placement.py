@@ -7,10 +7,24 @@ Tensors are aligned to the memory's address-map period with a guard between them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tlmsim.config import Config
-from tlmsim.errors import CapacityError
+from pydantic import Field
+
+from tlmsim.engine.configbase import Section
+from tlmsim.engine.errors import CapacityError
 from tlmsim.models.memory import addressable_bytes, tensor_alignment
+
+if TYPE_CHECKING:  # the composed config is the application's; components only read it
+    from tlmsim.config import Config
+
+
+class PlacementConfig(Section):
+    """Which memories hold each tensor class, tried in order until one has room."""
+
+    weights: list[str] = Field(min_length=1, max_length=16)
+    kv_cache: list[str] = Field(min_length=1, max_length=16)
+    embeddings: list[str] = Field(min_length=1, max_length=16)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import zlib
 from pathlib import Path
 
 import networkx as nx
+
 from tlmsim.workloads.manifest import tool_version
 from tlmsim.workloads.symbols import Sym
 
