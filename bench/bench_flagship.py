@@ -23,9 +23,8 @@ import resource
 import statistics
 import time
 
-from tlmsim.models.accelerator import Accelerator
-
 from tlmsim.config import load_config
+from tlmsim.models.accelerator import Accelerator
 from tlmsim.simulate import build_workload, summarize
 
 

@@ -14,10 +14,10 @@ import argparse
 import time
 
 from bench_flagship import count_events
-from tlmsim.models.accelerator import Accelerator
-
 from models import llama_7b_with_layers
+
 from tlmsim.config import load_config
+from tlmsim.models.accelerator import Accelerator
 from tlmsim.simulate import build_workload
 
 

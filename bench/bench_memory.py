@@ -11,12 +11,12 @@ import argparse
 import time
 
 import simpy
-from tlmsim.models.memory import Memory
 
-from tlmsim.component import SimContext
 from tlmsim.config import MemoryConfig, load_config
-from tlmsim.trace import Tracer
-from tlmsim.transaction import Command, Transaction
+from tlmsim.engine.component import SimContext
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.trace import Tracer
+from tlmsim.models.memory import Memory
 
 U280_HBM = dict(kind="hbm2", channels=32, bandwidth_gbps=460, latency_ns=110, burst_bytes=32, interleave_bytes=512,
                 capacity_gib=8)
@@ -34,7 +34,6 @@ def per_request_us(dram: dict | None, nbytes: int, requests: int) -> float:
 def flagship_cpu_s(overrides: list[str]) -> float:
     """CPU seconds of one flagship simulation (layer graph loaded first, not counted)."""
     from tlmsim.models.accelerator import Accelerator
-
     from tlmsim.simulate import build_workload, summarize
 
     cfg = load_config("configs/u280_llama7b.yaml", overrides)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 import time
 
-from tlmsim.models.accelerator import Accelerator
-
 from models import llama_7b_with_layers
+
 from tlmsim.config import load_config
+from tlmsim.models.accelerator import Accelerator
 from tlmsim.simulate import build_workload
 
 QUIET = ["trace.prefill=false", "trace.decode_steps=0"]

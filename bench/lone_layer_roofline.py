@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import sys
 
+from tlmsim.config import load_config
 from tlmsim.models.accelerator import Accelerator
 from tlmsim.workloads.phases import Workload
 from tlmsim.workloads.synthetic import single_linear
-
-from tlmsim.config import load_config
 
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-SHIPPED = Path(__file__).resolve().parents[1] / "workloads" / "model_configs" / "llama-7b.json"
+SHIPPED = Path(__file__).resolve().parents[1] / "tlmsim" / "workloads" / "model_configs" / "llama-7b.json"
 
 
 def llama_7b_with_layers(layers: int) -> str:

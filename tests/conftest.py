@@ -9,8 +9,8 @@ import pytest
 import simpy
 import yaml
 
-from tlmsim.component import SimContext
-from tlmsim.trace import Tracer
+from tlmsim.engine.component import SimContext
+from tlmsim.engine.trace import Tracer
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
@@ -31,9 +31,10 @@ def flagship_raw() -> dict:
 @pytest.fixture(scope="session")
 def tiny_llama_graph():
     """Layer graph of a tiny LLaMA (2 layers, hidden 64) in int4-2:4."""
+    from transformers import LlamaConfig
+
     from tlmsim.workloads.formats import parse_format
     from tlmsim.workloads.graph import build_meta_model, extract_layer_graph, layer_index
-    from transformers import LlamaConfig
 
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=256, max_position_embeddings=512)

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from tlmsim import run_cli, sweep_cli
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h)

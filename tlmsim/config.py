@@ -6,7 +6,7 @@ mistake becomes a ``ConfigError`` whose one-line message names the field and the
 
 Three mechanisms keep bad input out, each in one place:
 
-* YAML is read by ``tlmsim.yamlio`` (no aliases, no duplicate keys, size-capped), for
+* YAML is read by ``tlmsim.engine.yamlio`` (no aliases, no duplicate keys, size-capped), for
   files and ``--set`` values alike;
 * every section derives from ``Section``: unknown keys are errors, numbers must be
   finite (``allow_inf_nan=False``) and no value is coerced (``strict=True``: ``true`` is
@@ -24,293 +24,38 @@ import types
 import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import annotated_types
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from tlmsim.errors import ConfigError
-from tlmsim.yamlio import clip, load_yaml_file, load_yaml_text, short_repr
-
-# Named physical ranges (keyword arguments of Field). Positive quantities exclude a tiny
-# floor rather than 0 alone: above it every derived duration stays finite.
-TIME_NS = dict(ge=0, le=1e6)  # a latency or DRAM timing: at most 1 ms
-BANDWIDTH_GBPS = dict(gt=0.001, le=100_000)  # above 1 MB/s, at most 100 TB/s
-CLOCK_MHZ = dict(gt=0.001, le=2000)  # above 1 kHz, at most 2 GHz (FPGA fabric)
-ON_CHIP_KIB = dict(gt=0.001, le=2**20)  # on-chip memory: at most 1 GiB
-PORTS = dict(ge=1, le=1024)  # memory channels, switch ports
-CYCLES = dict(ge=0, le=10**6)  # a fixed pipeline latency
-TOKENS = 2**20  # prompt and generated tokens: at most 1,048,576 each
-BITS = Literal[4, 8, 16]  # activation and KV-cache widths the workload model sizes (int4, int8, fp16)
-
-
-class Strict(BaseModel):
-    """Base of every YAML-backed model: unknown keys are rejected, floats must be finite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Section(Strict):
-    """Base of every config section: additionally, no type coercion (``true`` is not 1)."""
-
-    model_config = ConfigDict(strict=True)
-
-
-def list_to_tuple(value):
-    """[first, count] from YAML as the tuple the field holds."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-# YAML has no tuples; strict mode would refuse the list [first, count] for a tuple field.
-ChannelIndex = Annotated[int, Field(ge=0, le=1024)]
-ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(list_to_tuple)]
-CyclesPerElement = Annotated[float, Field(ge=0, le=10**6)]
-
-
-AddressMapping = Literal["row_column_bank", "row_bank_column", "bank_row_column"]
-
-
-class DramTimingConfig(Section):
-    """DRAM organisation and command timing of one channel (times in ns).
-
-    ``preset`` names a file in ``models/presets/`` (e.g. ``hbm2_u280``, ``ddr4_2400``)
-    whose values fill every field not given here; the file cites each value's source.
-    """
-
-    preset: str | None = Field(None, description="preset file in models/presets/; explicit fields override it")
-    bank_groups: int = Field(ge=1, le=64)
-    banks: int = Field(ge=1, le=1024, description="banks per channel (all bank groups)")
-    row_bytes: int = Field(ge=1, le=2**20, description="row (page) size per channel")
-    address_mapping: AddressMapping = Field(
-        "row_column_bank", description="order of the local-address fields, most significant first")
-    t_rcd_ns: float = Field(**TIME_NS, description="ACTIVATE to READ/WRITE")
-    t_rp_ns: float = Field(**TIME_NS, description="PRECHARGE period")
-    t_ras_ns: float = Field(**TIME_NS, description="ACTIVATE to PRECHARGE")
-    t_cl_ns: float = Field(**TIME_NS, description="READ to first data (part of latency_ns; documented)")
-    t_ccd_s_ns: float = Field(**TIME_NS, description="column to column, different bank group")
-    t_ccd_l_ns: float = Field(**TIME_NS, description="column to column, same bank group")
-    t_rrd_s_ns: float = Field(**TIME_NS, description="ACTIVATE to ACTIVATE, different bank group")
-    t_faw_ns: float = Field(**TIME_NS, description="window of four ACTIVATEs")
-    t_refi_ns: float = Field(**TIME_NS, description="refresh interval; 0 disables refresh")
-    t_rfc_ns: float = Field(**TIME_NS, description="refresh cycle time (channel blocked)")
-    refresh: Literal["postponed", "windowed"] = Field(
-        "postponed", description="postponed: the controller defers refreshes while busy (at most "
-        "refresh_postpone_max) and catches up in idle time; windowed: fixed blocked windows [m tREFI - tRFC, m tREFI)")
-    refresh_postpone_max: int = Field(8, ge=0, le=64, description="refreshes the controller may postpone (JEDEC: 8)")
-    t_wtr_ns: float = Field(**TIME_NS, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
-    t_rtw_ns: float = Field(**TIME_NS, description="read-to-write bus turnaround")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_from_preset(cls, data):
-        if isinstance(data, dict) and data.get("preset") is not None:
-            return {**_dram_preset(data["preset"]), **data}
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.banks % self.bank_groups:
-            raise ValueError(f"banks={self.banks} must be a multiple of bank_groups={self.bank_groups}")
-        if self.t_refi_ns and self.t_rfc_ns >= self.t_refi_ns:
-            raise ValueError(f"t_rfc_ns={self.t_rfc_ns} must be < t_refi_ns={self.t_refi_ns}")
-        return self
-
-    @property
-    def t_rc_ns(self) -> float:
-        """ACTIVATE to ACTIVATE in the same bank."""
-        return self.t_ras_ns + self.t_rp_ns
-
-
-def _dram_preset(name) -> dict:
-    """Fields of a DRAM timing preset (models/presets/<name>.yaml)."""
-    from importlib import resources
-
-    folder = resources.files("tlmsim.models") / "presets"
-    known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-    if name not in known:  # also keeps paths such as ../../x out of the lookup
-        raise ValueError(f"unknown DRAM timing preset {short_repr(name)}; use one of {known}")
-    preset = load_yaml_file(folder / f"{name}.yaml", f"DRAM timing preset {name}")
-    if not isinstance(preset, dict):
-        raise ValueError(f"DRAM timing preset {name} is not a mapping of fields; fix models/presets/{name}.yaml")
-    return preset
-
-
-class HbmSwitchConfig(Section):
-    """The U280 HBM AXI switch: 32 ports in mini-switches of 4 ports x 4 pseudo-channels.
-
-    A port reaching a pseudo-channel of another mini-switch crosses lateral links,
-    which are shared and limit throughput (AMD PG276, "Lateral AXI Switch Access
-    Throughput Loss"); each crossing adds latency.
-    """
-
-    ports_per_switch: int = Field(4, **PORTS, description="AXI ports (and pseudo-channels) per mini-switch")
-    ports_used: int = Field(**PORTS, description="AXI ports the accelerator drives, spread evenly over the switch")
-    port_gbps: float = Field(**BANDWIDTH_GBPS, description="peak of one AXI port (256 bit x AXI clock)")
-    lateral_fraction: float = Field(0.5, gt=0.001, le=1, description="throughput of a lateral path / local")
-    lateral_latency_ns: float = Field(**TIME_NS, description="extra latency per mini-switch crossed")
-
-
-class MemoryConfig(Section):
-    """An off-chip memory (all channels of one kind): peak numbers from the data sheet,
-    optional DRAM command timing, HBM switch and how addresses spread over channels."""
-
-    kind: Literal["hbm2", "ddr4", "generic"] = "generic"
-    channels: int = Field(**PORTS, description="independent channels (HBM pseudo-channels)")
-    bandwidth_gbps: float = Field(**BANDWIDTH_GBPS, description="total peak bandwidth, GB/s")
-    latency_ns: float = Field(**TIME_NS, description="idle read latency (page hit)")
-    burst_bytes: int = Field(64, ge=1, le=65536, description="smallest transfer; requests round up to it")
-    interleave_bytes: int = Field(4096, ge=1, le=2**30, description="address interleave across channels")
-    capacity_gib: float = Field(gt=1e-6, le=16384, description="capacity, above 1 KiB, at most 16 TiB")
-    dram: DramTimingConfig | None = Field(None, description="command timing; None = ideal pipe at peak")
-    switch: HbmSwitchConfig | None = Field(None, description="HBM AXI switch; None = every port local")
-    placement_channels: Literal["spread", "one", "range"] = Field(
-        "spread", description="spread: interleave over all channels; one: each channel holds a contiguous "
-                              "capacity/channels slice, so a tensor sits in one channel; range: interleave "
-                              "over channel_range")
-    channel_range: ChannelRange | None = Field(None, description="(first channel, count) for 'range'")
-
-    @property
-    def capacity_bytes(self) -> int:
-        """Capacity in bytes."""
-        return int(self.capacity_gib * 2**30)
-
-    @model_validator(mode="after")
-    def _channels_consistent(self):
-        if self.placement_channels == "range":
-            if self.channel_range is None:
-                raise ValueError("placement_channels 'range' needs channel_range: [first, count]")
-            first, count = self.channel_range
-            if first < 0 or count <= 0 or first + count > self.channels:
-                raise ValueError(f"channel_range {list(self.channel_range)} must lie within the "
-                                 f"{self.channels} channels")
-        if self.dram is not None and self.dram.row_bytes % self.burst_bytes:
-            raise ValueError(f"dram.row_bytes={self.dram.row_bytes} must be a multiple of burst_bytes")
-        if self.switch is not None and self.channels % self.switch.ports_per_switch:
-            raise ValueError(f"channels={self.channels} must be a multiple of switch.ports_per_switch")
-        if self.switch is not None and self.switch.ports_used > self.channels:
-            raise ValueError(f"switch.ports_used={self.switch.ports_used} exceeds the {self.channels} ports")
-        return self
-
-
-# One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is
-# 4K x 72 bit (288 Kb); a BRAM36 in simple dual-port mode is 512 x 72 bit (36 Kb). Both
-# have one write and one read port per cycle (AMD UG573, "UltraScale Architecture Memory
-# Resources"; DS963 for the counts).
-ON_CHIP_BLOCKS = {"uram": (36.0, 72), "bram": (4.5, 72)}
-
-
-class BufferConfig(Section):
-    """A banked on-chip buffer (ping-pong with 2 banks), each bank a row of URAM/BRAM blocks.
-
-    A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
-    blocks side by side. ``width_bits`` widens a bank beyond what its capacity needs
-    (more blocks, each partly used) so it can keep up with a fast producer.
-    """
-
-    banks: int = Field(2, ge=1, le=64)
-    bank_kib: float = Field(**ON_CHIP_KIB)
-    memory: Literal["uram", "bram"] = "uram"
-    width_bits: int | None = Field(None, ge=1, le=65536,
-                                   description="bank data width; None = blocks that hold bank_kib")
-
-    @property
-    def bank_bytes(self) -> int:
-        """Bytes per bank."""
-        return int(self.bank_kib * 1024)
-
-    @property
-    def blocks_per_bank(self) -> int:
-        """Physical blocks of one bank: enough for its capacity and for its width."""
-        block_kib, block_bits = ON_CHIP_BLOCKS[self.memory]
-        for_capacity = -(-self.bank_kib // block_kib)
-        for_width = -(-(self.width_bits or 0) // block_bits)
-        return int(max(for_capacity, for_width))
-
-    @property
-    def bank_width_bits(self) -> int:
-        """Bits a bank moves per cycle and port."""
-        return self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][1]
-
-    @property
-    def footprint_kib(self) -> float:
-        """On-chip memory the buffer occupies (whole blocks)."""
-        return self.banks * self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][0]
-
-
-class ActivationBufferConfig(Section):
-    """On-chip activations: a layer's input and output rows must fit a token chunk."""
-
-    capacity_kib: float = Field(**ON_CHIP_KIB)
-    memory: Literal["uram", "bram"] = "uram"
-
-
-class DecoderConfig(Section):
-    """Weight decoder: N:M index expansion and INT4/ternary dequantization."""
-
-    weights_per_cycle: int = Field(ge=1, le=2**24, description="stored weights decoded per cycle")
-    latency_cycles: int = Field(4, **CYCLES)
-
-
-class PeArrayConfig(Section):
-    """Array of rows x cols N:M PEs (the RTL in rtl/ is one PE with these n, m, lanes)."""
-
-    rows: int = Field(ge=1, le=4096, description="token rows computed in parallel")
-    cols: int = Field(ge=1, le=4096, description="output columns computed in parallel")
-    n: int = Field(ge=1, le=255, description="kept weights per group the PE mux handles")
-    m: int = Field(ge=2, le=256, description="group size of the N:M pattern")
-    lanes: int = Field(ge=1, le=4096, description="N:M groups per PE per cycle")
-    native_weight_bits: int = Field(4, ge=1, le=16,
-                                    description="multiplier weight width; wider weights take more beats")
-    ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
-
-    @model_validator(mode="after")
-    def _n_below_m(self):
-        if self.n >= self.m:
-            raise ValueError(f"n={self.n} must be < m={self.m} (N:M keeps N of every M weights)")
-        if self.m & (self.m - 1):
-            raise ValueError(f"m={self.m} must be a power of two (indices are log2(m) bits)")
-        return self
-
-
-class VectorUnitConfig(Section):
-    """SIMD unit for norms, softmax, activations, RoPE and residual adds."""
-
-    lanes: int = Field(ge=1, le=65536, description="elements per cycle")
-    latency_cycles: int = Field(16, **CYCLES)
-    cycles_per_element: dict[str, CyclesPerElement] = Field(
-        default_factory=lambda: {"rmsnorm": 2, "layernorm": 3, "softmax": 3, "activation": 2,
-                                 "elementwise": 1, "rope_table": 2},
-        description="issue cycles per element and lane for each vector op")
-
-
-class FpgaConfig(Section):
-    """Device totals used to check that on-chip buffers fit (AMD DS963 for the U280)."""
-
-    uram_kib: float = Field(**ON_CHIP_KIB)
-    bram_kib: float = Field(**ON_CHIP_KIB)
-
-
-class AcceleratorConfig(Section):
-    """The accelerator on the FPGA fabric."""
-
-    clock_mhz: float = Field(**CLOCK_MHZ)
-    fpga: FpgaConfig
-    weight_buffer: BufferConfig
-    kv_buffer: BufferConfig
-    activation_buffer: ActivationBufferConfig
-    decoder: DecoderConfig
-    pe_array: PeArrayConfig
-    vector_unit: VectorUnitConfig
-
-
-class PlacementConfig(Section):
-    """Which memories hold each tensor class, tried in order until one has room."""
-
-    weights: list[str] = Field(min_length=1, max_length=16)
-    kv_cache: list[str] = Field(min_length=1, max_length=16)
-    embeddings: list[str] = Field(min_length=1, max_length=16)
+from tlmsim.engine.configbase import (  # noqa: F401  (re-exported: the ranges and bases of every section)
+    BANDWIDTH_GBPS,
+    BITS,
+    CLOCK_MHZ,
+    CYCLES,
+    ON_CHIP_KIB,
+    PORTS,
+    TIME_NS,
+    TOKENS,
+    Section,
+    Strict,
+    list_to_tuple,
+)
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import clip, load_yaml_file, load_yaml_text, short_repr
+
+# Each component owns its config model; the application composes them into ``Config``.
+from tlmsim.models.accelerator import AcceleratorConfig, FpgaConfig  # noqa: F401
+from tlmsim.models.buffer import ON_CHIP_BLOCKS, ActivationBufferConfig, BufferConfig  # noqa: F401
+from tlmsim.models.decoder import DecoderConfig  # noqa: F401
+from tlmsim.models.dram import DramTimingConfig  # noqa: F401
+from tlmsim.models.memory import HbmSwitchConfig, MemoryConfig  # noqa: F401
+from tlmsim.models.pe_array import PeArrayConfig  # noqa: F401
+from tlmsim.models.placement import PlacementConfig  # noqa: F401
+from tlmsim.models.vector_unit import VectorUnitConfig  # noqa: F401
 
 
 class WorkloadConfig(Section):
@@ -349,7 +94,7 @@ class SimulationConfig(Section):
 
     reuse_identical_layers: bool = Field(
         True, description="skip decoder layers once the whole system state repeats exactly from one layer "
-        "boundary to the next (models/steady_state.py); results are identical either way")
+        "boundary to the next (tlmsim/models/steady_state.py); results are identical either way")
 
 
 class Config(Section):
@@ -440,7 +185,7 @@ def validate_config(raw: dict, source: str = "config", overrides: Sequence[str] 
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Set ``section.field=value`` in a raw config dict; the value is YAML, read by tlmsim.yamlio."""
+    """Set ``section.field=value`` in a raw config dict; the value is YAML, read by tlmsim.engine.yamlio."""
     source = f"--set {clip(item)}"
     parts = _override_path(item)
     node = raw

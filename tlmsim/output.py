@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 
 MARKER = ".tlmsim-output"
 KINDS = ("run", "compress", "tiny-model", "sweep", "study")

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from tlmsim.trace import Counter, Slice, bandwidth_series, component_order  # noqa: E402
+from tlmsim.engine.trace import Counter, Slice, bandwidth_series, component_order  # noqa: E402
 
 IDLE = "#eceff1"
 STATE_COLOURS = {"busy": "#2e7d32", "stall:waiting for operands": "#c62828", "stall:waiting for decoder": "#ef6c00",

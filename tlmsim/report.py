@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
+from tlmsim.engine.trace import Slice
 from tlmsim.results import WORKING_ROLES, in_role_order, with_roles
-from tlmsim.trace import Slice
 
 PS_PER_S = 10**12
 WINDOW_HELP = "all, step:K, layer:N or step:K,layer:N (K = 0 is the prefill)"

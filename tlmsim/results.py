@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tlmsim.trace import Counter, Slice
+from tlmsim.engine.trace import Counter, Slice
 
 # Version of result.json's layout: 2 added schema_version, tlmsim_version, summary and the
 # weight breakdown (decoder layers, lm_head, embedding table); 3 added components (their roles).
@@ -88,7 +88,7 @@ class ModelSource(_Record):
     """Which model config the layer graph was built from."""
 
     name: str
-    kind: str = Field(description="shipped (workloads/model_configs) or local (a folder)")
+    kind: str = Field(description="shipped (tlmsim/workloads/model_configs) or local (a folder)")
     path: str
     config_sha256: str
     manifest_sha256: str | None = Field(description="manifest.json of a tlmsim compress folder, if any")
@@ -166,7 +166,7 @@ class StepSpan(_Record):
 
 
 class Reuse(BaseModel):
-    """What steady-state reuse accounted without simulating (models/steady_state.py)."""
+    """What steady-state reuse accounted without simulating (tlmsim/models/steady_state.py)."""
 
     model_config = ConfigDict(extra="allow")  # the reuse engine may report more (e.g. why it was off)
 

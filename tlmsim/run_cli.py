@@ -76,9 +76,9 @@ def _simulate(cfg, progress: Progress) -> RunResult:
 def _write(out: Path, run: RunResult, document: dict, inputs: list[str], window_spec: str | None = None,
            svg: bool = False) -> None:
     """Write result.json (``document``), config.yaml, trace.json and the timeline image(s)."""
+    from tlmsim.engine.trace import write_chrome_trace
     from tlmsim.output import write_json, write_result_dir
     from tlmsim.report import memory_peaks, timeline_window, trace_markers
-    from tlmsim.trace import write_chrome_trace
 
     data = run.data
     peaks = memory_peaks(data)

@@ -8,11 +8,11 @@ import time
 import networkx as nx
 
 from tlmsim.config import Config
+from tlmsim.engine.timebase import ps_to_s
 from tlmsim.models.accelerator import Accelerator, StepRecord
 from tlmsim.output import tlmsim_version
 from tlmsim.report import default_window, summary_block
 from tlmsim.results import BOUNDING_ROLES, SCHEMA_VERSION, RunResult, with_roles
-from tlmsim.timebase import ps_to_s
 from tlmsim.workloads.hf_model import layer_graph
 from tlmsim.workloads.phases import Workload, embedding_table_bytes
 

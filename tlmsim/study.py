@@ -19,14 +19,14 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, ValidationError
 
 from tlmsim.config import TOKENS, Section, list_to_tuple, load_config
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import load_yaml_file, short_repr
 from tlmsim.output import atomic_dir, check_out
 from tlmsim.progress import Progress
 from tlmsim.results import with_roles
 from tlmsim.simulate import simulate
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.synthetic import single_linear
-from tlmsim.yamlio import load_yaml_file, short_repr
 
 # YAML has no tuples: a [out, in] list becomes the tuple (strict mode would refuse it).
 Shape = Annotated[tuple[Annotated[int, Field(ge=1, le=2**20)], Annotated[int, Field(ge=1, le=2**20)]],

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 
 EXIT_INTERRUPTED = 130
 

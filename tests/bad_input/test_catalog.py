@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tlmsim.cli import main
 from tlmsim.config import validate_config
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlmsim.config import load_config
-from tlmsim.errors import ConfigError
-from tlmsim.yamlio import MAX_BYTES
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import MAX_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
@@ -129,7 +129,7 @@ FILE_CASES = [
     ("trace beyond decode", yaml.safe_dump({**BASE, "workload": {**BASE["workload"], "decode_tokens": 2},
                                             "trace": {"prefill": True, "decode_steps": 5}}),
      "trace.decode_steps=5 exceeds workload.decode_tokens=2"),
-    ("preset outside models/presets", _with("memory.hbm.dram", {"preset": "../../../etc/passwd"}),
+    ("preset outside tlmsim/models/presets", _with("memory.hbm.dram", {"preset": "../../../etc/passwd"}),
      "unknown DRAM timing preset '../../../etc/passwd'"),
     ("huge format text", _with("workload.weight_format", "int4-" + "9" * 100_000), "at most 32 characters"),
 ]

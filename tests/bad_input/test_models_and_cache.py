@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tlmsim.cli import main
 from tlmsim.workloads import graph_cache, hf_model
 from tlmsim.workloads.compressed_model import compress_model
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.hf_model import cache_path, layer_graph, resolve_model
 from tlmsim.workloads.tiny_model import build_tiny_model
-
-from tlmsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
@@ -467,7 +467,7 @@ def test_compress_refuses_an_n_m_pattern_it_cannot_apply(tmp_path, user_error, t
 
 
 def test_compress_model_raises_config_errors_not_os_errors(tmp_path, tiny_model):
-    from tlmsim.errors import ConfigError
+    from tlmsim.engine.errors import ConfigError
 
     folder = shutil.copytree(tiny_model, tmp_path / "model")
     (folder / "model.safetensors").write_bytes(b"")

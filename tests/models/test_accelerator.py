@@ -51,7 +51,7 @@ def test_every_op_of_a_small_model_run_respects_its_bound(flagship_raw, tiny_lla
 
 
 def test_capacity_overflow_names_the_placement_field_and_the_fix(flagship_raw):
-    from tlmsim.errors import CapacityError
+    from tlmsim.engine.errors import CapacityError
 
     cfg = validate_config(flagship_raw)
     graph = single_linear(4096 * 64, 4096 * 8, "fp16")  # 17 GB of fp16 weights

@@ -12,11 +12,11 @@ import pytest
 import simpy
 
 from tlmsim.config import validate_config
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.ports import TargetPort, connect
 from tlmsim.models.controller import Controller, Program
 from tlmsim.models.placement import Placement
-from tlmsim.ports import TargetPort, connect
-from tlmsim.transaction import Command, Transaction
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.phases import Workload
 from tlmsim.workloads.symbols import Sym

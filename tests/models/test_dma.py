@@ -1,10 +1,10 @@
 """DMA: prefetches into free banks and stalls only when the buffer is full."""
 
 from tlmsim.config import BufferConfig, MemoryConfig
+from tlmsim.engine.ports import connect
 from tlmsim.models.buffer import BankedBuffer
 from tlmsim.models.dma import Descriptor, Dma
 from tlmsim.models.memory import Memory
-from tlmsim.ports import connect
 
 
 def test_dma_runs_ahead_by_the_number_of_banks(ctx):

@@ -8,9 +8,9 @@ reads, i.e. 92.2% (docs/memory.md).
 import pytest
 
 from tlmsim.config import DramTimingConfig, MemoryConfig, validate_config
+from tlmsim.engine.payload import Command, Transaction
 from tlmsim.models.accelerator import Accelerator
 from tlmsim.models.memory import Memory
-from tlmsim.transaction import Command, Transaction
 from tlmsim.workloads.phases import Workload
 from tlmsim.workloads.synthetic import single_linear
 
@@ -33,9 +33,9 @@ def _issue(mem, addrs, nbytes, command=Command.READ):
 
 
 def test_preset_values_are_the_cited_ones():
-    # models/presets/hbm2_u280.yaml: gem5 HBM_2000_4H_1x64 and AMD PG276
+    # tlmsim/models/presets/hbm2_u280.yaml: gem5 HBM_2000_4H_1x64 and AMD PG276
     assert (HBM.t_rcd_ns, HBM.t_rp_ns, HBM.t_refi_ns, HBM.t_rfc_ns) == (12, 14, 3900, 260)
-    # models/presets/ddr4_2400.yaml: Micron -083E 16-16-16, JESD79-4
+    # tlmsim/models/presets/ddr4_2400.yaml: Micron -083E 16-16-16, JESD79-4
     assert (DDR.t_rcd_ns, DDR.t_rp_ns, DDR.t_ccd_l_ns, DDR.t_refi_ns, DDR.t_rfc_ns) == (13.32, 13.32, 5.0, 7800, 350)
 
 

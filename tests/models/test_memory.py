@@ -3,8 +3,8 @@
 import pytest
 
 from tlmsim.config import MemoryConfig
+from tlmsim.engine.payload import Command, Transaction
 from tlmsim.models.memory import Memory
-from tlmsim.transaction import Command, Transaction
 
 
 def _memory(ctx, **kw):
@@ -106,7 +106,7 @@ def test_bank_ports_bound_fill_and_drain_time(ctx):
 
 def test_wide_banks_count_whole_blocks_against_the_fpga(flagship_raw):
     from tlmsim.config import validate_config
-    from tlmsim.errors import ConfigError
+    from tlmsim.engine.errors import ConfigError
 
     acc = flagship_raw["accelerator"]
     acc["weight_buffer"]["width_bits"] = 14720  # 205 URAMs per bank, 410 for the ping-pong pair

@@ -8,7 +8,7 @@ itself is checked through ``Memory.split_local`` (the memory model, not the plac
 import pytest
 
 from tlmsim.config import validate_config
-from tlmsim.errors import CapacityError, UserError
+from tlmsim.engine.errors import CapacityError, UserError
 from tlmsim.models.memory import Memory
 from tlmsim.models.placement import Placement, Region
 

@@ -9,6 +9,7 @@ import numpy as np
 import pe_runner
 import pe_stimulus
 import pytest
+
 from tlmsim.models.pe_core import PeParams
 
 TILES = int(os.environ.get("PE_RTL_TILES", "1000"))  # random tiles per config and run

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
+
 from tlmsim.models.pe_core import PeParams
 
 REPO = Path(__file__).resolve().parents[2]

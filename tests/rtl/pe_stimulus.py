@@ -1,6 +1,6 @@
 """Seeded random N:M tiles for the PE cross-check, their bus packing, and a dense golden.
 
-Nothing here uses models/pe_core.py's arithmetic: weights are generated as signed
+Nothing here uses tlmsim/models/pe_core.py's arithmetic: weights are generated as signed
 values and encoded to codes by this module's own tables, and the golden unpacks them
 into a dense matrix and takes plain dot products in Python integers.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from tlmsim.models.pe_core import PeParams
 
 TERNARY_CODE = {0: 0b00, 1: 0b01, -1: 0b11}

@@ -1,4 +1,4 @@
-"""rtl/nm_pe.v against models/pe_core.py: bit-exact results and exact cycle counts.
+"""rtl/nm_pe.v against tlmsim/models/pe_core.py: bit-exact results and exact cycle counts.
 
 Each config is built once; the same RTL observations are checked against the Python
 model (pe_dot), an independent dense golden, the timing model (dot_cycles), and a
@@ -12,6 +12,7 @@ import pe_runner
 import pe_stimulus
 import pytest
 from pe_campaign import CONFIGS, Campaign
+
 from tlmsim.models import pe_core
 
 pytestmark = pytest.mark.rtl

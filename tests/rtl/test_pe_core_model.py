@@ -1,4 +1,4 @@
-"""models/pe_core.py on its own: validation, timing formulas and hand-worked arithmetic.
+"""tlmsim/models/pe_core.py on its own: validation, timing formulas and hand-worked arithmetic.
 
 Pure Python (no Verilator), so not marked `rtl`; the RTL cross-check is test_nm_pe.py.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tlmsim.models.pe_core import (
     PeParams,
     beats_for,

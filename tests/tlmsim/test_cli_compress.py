@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-from tlmsim.workloads.compressed_model import load_manifest
 
 from tlmsim.cli import main
+from tlmsim.workloads.compressed_model import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 

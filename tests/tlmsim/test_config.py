@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tlmsim.config import load_config, validate_config
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,7 +196,7 @@ def test_apply_override_keeps_n_m_text_and_reads_yaml():
     assert raw == {"workload": {"pattern": "2:4", "batch": 8, "scale": 1000.0}, "trace": {"prefill": False}}
 
 
-# ---- tlmsim.yamlio ---------------------------------------------------------------------
+# ---- tlmsim.engine.yamlio ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text,value", [
@@ -205,7 +205,7 @@ def test_apply_override_keeps_n_m_text_and_reads_yaml():
     ("{a: 1, b: [x, 2:4]}", {"a": 1, "b": ["x", "2:4"]}),
 ])
 def test_safe_loader_reads_numbers_as_people_write_them(text, value):
-    from tlmsim.yamlio import load_yaml_text
+    from tlmsim.engine.yamlio import load_yaml_text
 
     assert load_yaml_text(text, "t") == value
 
@@ -224,7 +224,7 @@ def test_safe_loader_reads_numbers_as_people_write_them(text, value):
     ("a: 2001-13-45", "cannot be read (month must be in 1..12)"),
 ])
 def test_safe_loader_refuses_ambiguous_or_unsafe_yaml(text, fragment):
-    from tlmsim.yamlio import load_yaml_text
+    from tlmsim.engine.yamlio import load_yaml_text
 
     with pytest.raises(ConfigError) as err:
         load_yaml_text(text, "t")
@@ -232,7 +232,7 @@ def test_safe_loader_refuses_ambiguous_or_unsafe_yaml(text, fragment):
 
 
 def test_safe_loader_caps_the_size_of_text_and_files(tmp_path):
-    from tlmsim.yamlio import MAX_BYTES, load_yaml_file, load_yaml_text
+    from tlmsim.engine.yamlio import MAX_BYTES, load_yaml_file, load_yaml_text
 
     with pytest.raises(ConfigError, match="1 MiB"):
         load_yaml_text("#" * (MAX_BYTES + 1), "t")
@@ -245,7 +245,7 @@ def test_safe_loader_caps_the_size_of_text_and_files(tmp_path):
 def test_a_pipe_is_refused_instead_of_blocking(tmp_path):
     import os
 
-    from tlmsim.yamlio import load_yaml_file
+    from tlmsim.engine.yamlio import load_yaml_file
 
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
@@ -254,7 +254,7 @@ def test_a_pipe_is_refused_instead_of_blocking(tmp_path):
 
 
 def test_clip_makes_one_short_printable_line():
-    from tlmsim.yamlio import clip, short_repr
+    from tlmsim.engine.yamlio import clip, short_repr
 
     assert clip("a\nb\x00c") == "a\\nb\\x00c"
     assert clip("x" * 100, 10) == "xxxxxxx..."

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 from tlmsim.output import MARKER, atomic_dir, check_out, marker_kind, write_result_dir
 
 

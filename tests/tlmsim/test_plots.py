@@ -2,9 +2,9 @@
 
 import math
 
+from tlmsim.engine.trace import Counter, Slice
 from tlmsim.plots import is_number, sweep_plot, timeline
 from tlmsim.report import window_utilisation
-from tlmsim.trace import Counter, Slice
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tlmsim.ports import InitiatorPort, TargetPort, connect
-from tlmsim.transaction import Command, Transaction
+from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.ports import InitiatorPort, TargetPort, connect
 
 
 def test_connect_checks_payload_types():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
+from tlmsim.engine.trace import Slice
 from tlmsim.report import (
     bottlenecks,
     check_window_traced,
@@ -12,7 +13,6 @@ from tlmsim.report import (
     resolve_window,
     window_utilisation,
 )
-from tlmsim.trace import Slice
 
 
 def _op(name, layer, start, time, bound_by, roofline, step=1, phase="decode"):

@@ -7,13 +7,13 @@ import weakref
 from pathlib import Path
 
 import pytest
-from tlmsim.models.accelerator import Accelerator
-from tlmsim.workloads.synthetic import single_linear
 
 import tlmsim.simulate
 from tlmsim.config import load_config
+from tlmsim.models.accelerator import Accelerator
 from tlmsim.results import BOUNDING_ROLES, RunResult, validate_result, with_roles
 from tlmsim.simulate import simulate
+from tlmsim.workloads.synthetic import single_linear
 
 FLAGSHIP = Path(__file__).resolve().parents[2] / "configs" / "u280_llama7b.yaml"
 SHORT = ["workload.prefill_tokens=4", "workload.decode_tokens=2"]

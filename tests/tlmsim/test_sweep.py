@@ -14,7 +14,7 @@ import pytest
 
 from tlmsim import sweep as sw
 from tlmsim.cli import main
-from tlmsim.errors import ConfigError, UserError
+from tlmsim.engine.errors import ConfigError, UserError
 from tlmsim.output import MARKER, marker_kind, write_marker
 
 ROOT = Path(__file__).resolve().parents[2]

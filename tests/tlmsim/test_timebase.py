@@ -1,6 +1,6 @@
 """Time conversions are exact where they should be."""
 
-from tlmsim.timebase import cycles_to_ps, ns_to_ps, transfer_ps
+from tlmsim.engine.timebase import cycles_to_ps, ns_to_ps, transfer_ps
 
 
 def test_cycles_at_250_mhz_are_4_ns():

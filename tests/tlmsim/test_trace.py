@@ -2,7 +2,7 @@
 
 import json
 
-from tlmsim.trace import Counter, Slice, Tracer, bandwidth_series, write_chrome_trace
+from tlmsim.engine.trace import Counter, Slice, Tracer, bandwidth_series, write_chrome_trace
 
 
 def test_overlapping_slices_of_one_track_go_to_separate_threads(tmp_path):

@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from tlmsim.workloads.compressed_model import (
     compress_model,
     decoder_linears,
@@ -17,7 +19,6 @@ from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.packing import unpack, unpack_mask
 from tlmsim.workloads.perplexity import load_corpus, perplexity
 from tlmsim.workloads.tiny_model import build_tiny_model, smollm2_dir
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 FMT = parse_format("int4-2:4", 64)
 

@@ -3,6 +3,7 @@
 import networkx as nx
 import pytest
 import torch
+
 from tlmsim.workloads.graph import Sym, UnsupportedModuleError, build_meta_model, eval_size, extract_layer_graph
 from tlmsim.workloads.hf_model import layer_graph, load_hf_config
 

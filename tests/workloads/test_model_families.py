@@ -3,10 +3,11 @@
 import networkx as nx
 import pytest
 import torch
+from transformers import AutoConfig
+
 from tlmsim.workloads.graph import build_meta_model, extract_layer_graph
 from tlmsim.workloads.hf_model import VERIFIED_MODEL_TYPES
 from tlmsim.workloads.symbols import eval_size
-from transformers import AutoConfig
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=256, max_position_embeddings=512,

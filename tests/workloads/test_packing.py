@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tlmsim.workloads.compressed_model import compress_weight
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.packing import (

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from tlmsim.workloads.pruning import activation_norms, nm_mask, prune_mask, wanda_scores
 
 PATTERNS = [(1, 4), (2, 4), (3, 4), (1, 8), (2, 8), (4, 8), (8, 16), (1, 2)]

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.pruning import prune_mask
 from tlmsim.workloads.quantization import quantize

@@ -12,7 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 from tlmsim.sweep.spec import run_point
 
 EXECUTORS = ("local", "dask", "serial")

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from tlmsim.errors import ConfigError
-from tlmsim.yamlio import load_yaml_text
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import load_yaml_text
 
 
 def parse_yaml(text: str, source: str):
     """Parse one YAML document of sweep input (the one place sweeps read YAML; ConfigError
-    naming ``source`` if it is not valid or not accepted, see tlmsim.yamlio)."""
+    naming ``source`` if it is not valid or not accepted, see tlmsim.engine.yamlio)."""
     return load_yaml_text(text, source)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlmsim.config import apply_override, validate_config
-from tlmsim.errors import ConfigError
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import read_text_file
 from tlmsim.results import WORKING_ROLES, with_roles
 from tlmsim.sweep.grid import Axis, count_text, grid_size, parse_axis, parse_yaml, point_key, points, sample_points
-from tlmsim.yamlio import read_text_file
 
 log = logging.getLogger("tlmsim.sweep")
 

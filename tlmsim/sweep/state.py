@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tlmsim.errors import UserError
+from tlmsim.engine.errors import UserError
 from tlmsim.output import MARKER, check_out, marker_kind, write_marker
 from tlmsim.sweep.grid import point_key
 from tlmsim.sweep.outputs import write_atomic

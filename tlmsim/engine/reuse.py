@@ -1,0 +1,373 @@
+"""Exact steady-state reuse as a protocol: every participant declares its boundary state.
+
+gem5 checkpoints a system by asking each SimObject to serialize exactly the state it
+declares, after draining it to a quiescent point; the simulator never digs into an
+object's internals. Exact fast-forward here follows the same discipline:
+
+* A participant (every ``Component``, plus state holders the application registers with
+  ``SimContext.register``) declares per class which instance attributes are reuse state
+  (``REUSE_STATE``), fixed wiring set once in ``__init__`` (``WIRING``) and memo tables of
+  pure functions (``CACHES``). ``boundary_state(frame)`` returns its reuse state with
+  every time relative to ``frame.now`` and every name and address relative to the frame's
+  position; the default is ``UNKNOWN``. What a process waits for is declared state too (an
+  explicit ``activity``); what is pending comes from ``Environment.pending``.
+* ``ReuseEngine`` walks the registry. An attribute declared neither way, or an ``UNKNOWN``
+  state, turns reuse off for the run (one warning and ``disabled_reason``): slower, never
+  wrong. When the signatures of two boundaries are equal and the application says the
+  following units repeat, every participant ``advance``s past them itself; afterwards, in
+  a pure step, every ``Stats`` grows by the skipped units and the trace gets the skipped
+  periods back (``tlmsim.engine.trace.put_back``).
+
+The engine knows nothing of layers, tiles or memories: what repeats and how names and
+addresses relate to a boundary come from the application (tlmsim/models/steady_state.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from functools import cache
+from heapq import heappop, heappush
+from itertools import count
+from typing import ClassVar, Protocol
+
+import simpy
+from simpy.events import NORMAL
+
+from tlmsim.engine.trace import Repeat, Stats, StatsSnapshot, put_back
+
+log = logging.getLogger("tlmsim.engine.reuse")
+
+
+class _Sentinel:
+    """A named marker value (compared by identity)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+UNKNOWN = _Sentinel("UNKNOWN")  # "I do not declare my state": reuse is off for the run
+NO_REPEAT = _Sentinel("NO_REPEAT")  # "my state here cannot repeat": no skip at this boundary
+
+
+class Position(Protocol):
+    """Where a boundary lies in the application's work; relates names and addresses to it."""
+
+    def name(self, label: str, step: int | None = None) -> Hashable:
+        """Work ``label`` (of program step ``step``, if given) relative to the boundary."""
+
+    def base(self, label: str) -> int:
+        """The address that addresses of work ``label`` are taken relative to."""
+
+    def index(self, label: str, unit: int) -> int:
+        """Unit ``unit`` (e.g. a tile) of work ``label`` relative to the boundary."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A boundary: the time ``now`` and a ``position`` in the application's work."""
+
+    now: int
+    position: Position
+
+    def time(self, t: int) -> int:
+        """``t`` relative to the boundary (negative: before it)."""
+        return t - self.now
+
+    def name(self, label: str, step: int | None = None) -> Hashable:
+        """Work ``label`` relative to the boundary."""
+        return self.position.name(label, step)
+
+    def base(self, label: str) -> int:
+        """The address that addresses of ``label`` are relative to."""
+        return self.position.base(label)
+
+    def offset(self, label: str, addr: int) -> int:
+        """Address ``addr`` of work ``label`` relative to the boundary."""
+        return addr - self.position.base(label)
+
+    def index(self, label: str, unit: int) -> int:
+        """Unit ``unit`` of work ``label`` relative to the boundary."""
+        return self.position.index(label, unit)
+
+
+@dataclass(frozen=True)
+class RepeatUnit:
+    """Units ``first``..``last`` of a run of identical units of work, to be skipped: the unit
+    simulated just before them stands for ``last``. What a unit is belongs to the application
+    (``kind``: a decoder layer of a step, a tile of an op)."""
+
+    kind: str
+    step: int  # the program step the run lies in
+    first: int
+    last: int
+    label: str | None = None  # the work the units belong to, whose addresses move with the skip
+    stride_bytes: int = 0  # address distance from one unit to the next
+
+    @property
+    def count(self) -> int:
+        """How many units are skipped."""
+        return self.last - self.first + 1
+
+
+class Stateful:
+    """A participant in exact reuse: it declares its attributes and its boundary state."""
+
+    REUSE_STATE: ClassVar[tuple[str, ...]] = ()  # decides the future: serialized by boundary_state
+    WIRING: ClassVar[tuple[str, ...]] = ()  # set once in __init__ (references, config, constants)
+    CACHES: ClassVar[tuple[str, ...]] = ()  # memo tables of pure functions: never change a result
+
+    def boundary_state(self, frame: Frame) -> Hashable:
+        """Every reuse-state value relative to ``frame`` (``NO_REPEAT`` if it cannot repeat)."""
+        return UNKNOWN
+
+    def close_intervals(self) -> None:
+        """Record open intervals up to now and reopen them (at every boundary, reuse on or off,
+        so records split the same way either way)."""
+
+    def can_advance(self, unit: RepeatUnit) -> bool:
+        """False if this participant cannot move past ``unit`` (it has already reached it)."""
+        return True
+
+    def advance(self, unit: RepeatUnit) -> None:
+        """Move whatever this participant holds of the repeating work past the skipped units."""
+
+
+@cache
+def _declared(cls: type, kinds: tuple[str, ...] = ("REUSE_STATE", "WIRING", "CACHES")) -> frozenset[str]:
+    """Every attribute the classes of ``cls``'s MRO declare as one of ``kinds``."""
+    return frozenset(name for c in cls.__mro__ for kind in kinds for name in c.__dict__.get(kind, ()))
+
+
+def owned_parts(part: object, name: str, registered: frozenset[int]) -> list[tuple[object, str]]:
+    """The Stateful parts ``part`` holds in its reuse state and that are not registered
+    themselves (its boundary_state serializes them), with their names, recursively."""
+    out = []
+    for attr in sorted(_declared(type(part), ("REUSE_STATE",))):
+        value = getattr(part, attr, None)
+        if isinstance(value, Stateful) and id(value) not in registered:
+            out += [(value, f"{name}.{attr}"), *owned_parts(value, f"{name}.{attr}", registered)]
+    return out
+
+
+def declaration_problems(part: object, name: str, registered: frozenset[int] = frozenset()) -> list[str]:
+    """What ``part`` (shown as ``name``) fails to declare: each attribute declared neither way
+    (its own and its owned parts'), and for a registered participant each class that declares
+    reuse state without serializing it in boundary_state."""
+    problems = []
+    for obj, path in [(part, name), *owned_parts(part, name, registered)]:
+        declared = _declared(type(obj))
+        problems += [f"{path} has undeclared state {attr!r}" for attr in vars(obj) if attr not in declared]
+    if id(part) in registered:
+        problems += [f"{name} declares reuse state in {cls.__name__}, which does not define boundary_state"
+                     for cls in type(part).__mro__ if cls.__dict__.get("REUSE_STATE")
+                     and "boundary_state" not in cls.__dict__]
+    return problems
+
+
+class Environment(simpy.Environment):
+    """A SimPy environment that keeps a public table of its pending events.
+
+    Every event goes through ``schedule`` (SimPy's public hook); the table records its due
+    time, priority, kind and who scheduled it: a process (whose ``owner``, set by
+    ``Component.start``, names its component), else whoever scheduled the event being
+    processed (a callback's events belong to whoever caused them). ``step`` processes the
+    event SimPy's queue pops: both are ordered by (due, priority, order of scheduling), so
+    the table pops the same entry.
+    """
+
+    def __init__(self, initial_time: int = 0) -> None:
+        super().__init__(initial_time)
+        # SimPy binds its event factories to the instance only for its own class: do it here.
+        self.process, self.timeout, self.event = self.process, self.timeout, self.event
+        self.all_of, self.any_of = self.all_of, self.any_of
+        self._pending: list[tuple] = []  # heap of (due, priority, order, event class, process or cause)
+        self._order = count()
+        self._cause: simpy.Process | None = None  # who scheduled the event being processed
+        self._clock = initial_time  # ``now``, kept here as well: cheaper than the property
+
+    def schedule(self, event: simpy.Event, priority: int = NORMAL, delay: int = 0) -> None:
+        """Schedule ``event`` (SimPy's own) and note it in the table."""
+        _schedule(self, event, priority, delay)
+        heappush(self._pending, (self._clock + delay, priority, next(self._order), event.__class__,
+                                 self.active_process or self._cause))
+
+    def step(self) -> None:
+        """Process the next event (SimPy's own), dropping it from the table; SimPy's clock
+        moves to its due time."""
+        if self._pending:
+            self._clock, _, _, _, self._cause = heappop(self._pending)
+        _step(self)
+
+    def pending(self, now: int) -> tuple:
+        """Every pending event in processing order: (due relative to ``now``, priority, kind, owner)."""
+        return tuple((due - now, priority, kind.__name__, getattr(by, "owner", None))
+                     for due, priority, _, kind, by in sorted(self._pending))
+
+
+_schedule, _step = simpy.Environment.schedule, simpy.Environment.step
+
+
+@dataclass
+class Mark:
+    """The system at one boundary."""
+
+    at_ps: int
+    signature: tuple | None  # None: it cannot repeat here
+    stats: list[tuple[Stats, StatsSnapshot]]
+    traced: tuple[int, int]  # Tracer.mark()
+    skips: int  # skips made before it
+
+
+@dataclass
+class Skip:
+    """One skipped run and what puts it back: one period's growth of every Stats, its trace."""
+
+    unit: RepeatUnit
+    at_ps: int  # simulated time of the skip
+    period_ps: int
+    phase: str
+    growth: list[tuple[Stats, StatsSnapshot]]
+    trace: Repeat
+
+    @property
+    def shift_ps(self) -> int:
+        """Time the skipped units take."""
+        return self.unit.count * self.period_ps
+
+
+class ReuseEngine:
+    """Signatures of the registered participants at boundaries, skips, and putting them back."""
+
+    def __init__(self, ctx, enabled: bool, off_reason: str | None = None) -> None:
+        self.ctx = ctx
+        self.enabled = enabled
+        self.disabled_reason = None if enabled else off_reason
+        self.skips: list[Skip] = []
+        self._skip_times: list[int] = []  # when each skip happened
+        self._shifts: list[int] = [0]  # time skipped before the i-th skip
+        self._finished = False
+        self._checked = -1  # participants that passed the full declaration check
+        self._watched: list[object] = []  # they and their owned parts
+        if enabled and not isinstance(ctx.env, Environment):
+            self._disable("the environment keeps no table of pending events (use tlmsim.engine.reuse.Environment)")
+        self._check_declarations()
+
+    def _check_declarations(self) -> None:
+        """Turn reuse off if any participant leaves an attribute undeclared (checked at every
+        mark: an attribute may appear after construction)."""
+        if not self.enabled:
+            return
+        parts = self.ctx.components
+        if len(parts) == self._checked and all(_declared(type(obj)).issuperset(vars(obj)) for obj in self._watched):
+            return  # the same participants, no new attribute: the full check still holds
+        registered = frozenset(id(part) for part in parts)
+        for part in parts:
+            problems = declaration_problems(part, _name(part), registered)
+            if problems:
+                if self.skips:  # earlier skips were decided without it: they may be wrong
+                    raise RuntimeError(f"{problems[0]} after steady-state reuse had skipped work; "
+                                       f"declare it in REUSE_STATE, WIRING or CACHES")
+                self._disable(problems[0])
+                return
+        self._checked = len(parts)
+        self._watched = [*parts, *(obj for part in parts for obj, _ in owned_parts(part, "", registered))]
+
+    def _disable(self, reason: str) -> None:
+        log.warning("%s: steady-state reuse is off for this run (slower, never wrong)", reason)
+        self.enabled = False
+        self.disabled_reason = reason
+
+    # -- boundaries ------------------------------------------------------------------
+
+    def boundary(self) -> None:
+        """Split every participant's open intervals here (call at every boundary)."""
+        for part in self.ctx.components:
+            part.close_intervals()
+
+    def mark(self, frame: Frame) -> Mark | None:
+        """The system at the boundary ``frame``; None once reuse is off."""
+        self._check_declarations()
+        if not self.enabled:
+            return None
+        ctx = self.ctx
+        states: list = [ctx.phase, ctx.tracer.enabled, ctx.env.pending(frame.now)]
+        repeatable = True
+        for part in ctx.components:
+            state = part.boundary_state(frame)
+            if state is UNKNOWN:
+                self._disable(f"{_name(part)} does not declare its boundary state")
+                return None
+            repeatable = repeatable and state is not NO_REPEAT
+            states.append(state)
+        if not repeatable:
+            return Mark(frame.now, None, [], ctx.tracer.mark(), len(self.skips))
+        snapshot = [(part.stats, part.stats.snapshot(ctx.phase)) for part in ctx.components
+                    if isinstance(getattr(part, "stats", None), Stats)]
+        return Mark(frame.now, tuple(states), snapshot, ctx.tracer.mark(), len(self.skips))
+
+    @staticmethod
+    def repeats(previous: Mark | None, mark: Mark | None) -> bool:
+        """True if the system at ``mark`` is the system at ``previous`` moved forward in time."""
+        return (previous is not None and mark is not None and previous.signature is not None
+                and previous.signature == mark.signature)
+
+    def skip(self, unit: RepeatUnit, previous: Mark, mark: Mark, copy_name: Callable[[str, int], str] | None = None,
+             later_name: Callable[[str], str] | None = None) -> Skip | None:
+        """Skip ``unit`` (the period from ``previous`` to ``mark`` repeats): every participant
+        advances past it. None if it cannot be skipped (a participant has reached it, or the
+        period holds another skip). ``copy_name(name, j)`` names the trace records of the j-th
+        repeated period; ``later_name`` renames those made after the skip until ``end_renames``."""
+        participants = self.ctx.components
+        if (not self.enabled or not self.repeats(previous, mark) or previous.skips != len(self.skips)
+                or not all(part.can_advance(unit) for part in participants)):
+            return None
+        for part in participants:
+            part.advance(unit)
+        period = mark.at_ps - previous.at_ps
+        pairs = zip(previous.stats, mark.stats)
+        growth = [(stats, Stats.growth(before, after)) for (stats, before), (_, after) in pairs]
+        skip = Skip(unit, mark.at_ps, period, self.ctx.phase, growth,
+                    Repeat(previous.traced, mark.traced, unit.count, period, copy_name, later_name))
+        self.skips.append(skip)
+        self._skip_times.append(skip.at_ps)
+        self._shifts.append(self._shifts[-1] + skip.shift_ps)
+        return skip
+
+    def end_renames(self) -> None:
+        """Records made from now on keep their names."""
+        now = self.ctx.tracer.mark()
+        for skip in self.skips:
+            if skip.trace.later_name is not None and skip.trace.later_until is None:
+                skip.trace = Repeat(**{**skip.trace.__dict__, "later_until": now})
+
+    # -- putting skipped runs back -----------------------------------------------------
+
+    def finish(self) -> None:
+        """After the run: every statistic grows by each skipped run, the trace gets them back."""
+        if self._finished:
+            return
+        self._finished = True
+        for skip in self.skips:
+            for stats, growth in skip.growth:
+                stats.add_growth(skip.phase, growth, skip.unit.count)
+        tracer = self.ctx.tracer
+        if self.skips:
+            tracer.slices, tracer.counters = put_back(tracer.slices, tracer.counters, [s.trace for s in self.skips])
+
+    def shift_before(self, t: int) -> int:
+        """Total time skipped before simulated time ``t`` (skips are in time order)."""
+        return self._shifts[bisect.bisect_left(self._skip_times, t)]
+
+    def real_time(self, t: int | None) -> int | None:
+        """The time ``t`` of the simulation stands for once skipped runs are put back."""
+        return None if t is None else t + self.shift_before(t)
+
+
+def _name(part: object) -> str:
+    return getattr(part, "name", type(part).__name__)

@@ -1,0 +1,175 @@
+"""Banked on-chip buffer (URAM/BRAM) with ping-pong semantics and real back-pressure.
+
+A producer first ``reserve()``s a free bank (it stalls while all banks hold data not
+yet consumed), then ``fill()``s it with a tile whose data arrives when its event
+fires. The consumer ``take()``s tiles in fill order, waiting for data if needed, and
+``release()``s the bank when done with it.
+
+Each bank is a row of URAM/BRAM blocks side by side, so it moves
+``cfg.bank_width_bits`` per clock on its write port and as much on its read port:
+``fill_ps`` / ``drain_ps`` give the time a tile needs at that rate, the bound a DMA
+filling the bank or a PE array reading it cannot beat.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+import simpy
+from pydantic import Field
+
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import ON_CHIP_KIB, Section
+from tlmsim.engine.reuse import Frame
+from tlmsim.engine.timebase import cycles_to_ps
+
+# One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is
+# 4K x 72 bit (288 Kb); a BRAM36 in simple dual-port mode is 512 x 72 bit (36 Kb). Both
+# have one write and one read port per cycle (AMD UG573, "UltraScale Architecture Memory
+# Resources"; DS963 for the counts).
+ON_CHIP_BLOCKS = {"uram": (36.0, 72), "bram": (4.5, 72)}
+
+
+class BufferConfig(Section):
+    """A banked on-chip buffer (ping-pong with 2 banks), each bank a row of URAM/BRAM blocks.
+
+    A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
+    blocks side by side. ``width_bits`` widens a bank beyond what its capacity needs
+    (more blocks, each partly used) so it can keep up with a fast producer.
+    """
+
+    banks: int = Field(2, ge=1, le=64)
+    bank_kib: float = Field(**ON_CHIP_KIB)
+    memory: Literal["uram", "bram"] = "uram"
+    width_bits: int | None = Field(None, ge=1, le=65536,
+                                   description="bank data width; None = blocks that hold bank_kib")
+
+    @property
+    def bank_bytes(self) -> int:
+        """Bytes per bank."""
+        return int(self.bank_kib * 1024)
+
+    @property
+    def blocks_per_bank(self) -> int:
+        """Physical blocks of one bank: enough for its capacity and for its width."""
+        block_kib, block_bits = ON_CHIP_BLOCKS[self.memory]
+        for_capacity = -(-self.bank_kib // block_kib)
+        for_width = -(-(self.width_bits or 0) // block_bits)
+        return int(max(for_capacity, for_width))
+
+    @property
+    def bank_width_bits(self) -> int:
+        """Bits a bank moves per cycle and port."""
+        return self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][1]
+
+    @property
+    def footprint_kib(self) -> float:
+        """On-chip memory the buffer occupies (whole blocks)."""
+        return self.banks * self.blocks_per_bank * ON_CHIP_BLOCKS[self.memory][0]
+
+
+class ActivationBufferConfig(Section):
+    """On-chip activations: a layer's input and output rows must fit a token chunk."""
+
+    capacity_kib: float = Field(**ON_CHIP_KIB)
+    memory: Literal["uram", "bram"] = "uram"
+
+
+class BankedBuffer(Component):
+    """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer.
+
+    One producer and one consumer (a DMA and the PE array). Waiting costs a SimPy event
+    only when it really waits: a free bank or a filled tile is taken at once.
+    """
+
+    role = "buffer"
+    REUSE_STATE = ("free", "filled", "_producer", "_consumer", "taking")
+    WIRING = ("cfg", "clock_mhz", "bank_bytes")
+
+    def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
+        super().__init__(ctx, name)
+        self.cfg = cfg
+        self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
+        self.bank_bytes = cfg.bank_bytes
+        self.free = cfg.banks  # banks neither reserved nor holding data
+        self.filled: deque[simpy.Event] = deque()  # data-ready events of tiles in fill order
+        self._producer: simpy.Event | None = None  # fires when a bank is released
+        self._consumer: simpy.Event | None = None  # fires when a tile is filled
+        self.taking: simpy.Event | None = None  # data-ready event of the tile the consumer waits for
+
+    def reserve(self):
+        """Generator: wait until a bank is free, then hold it for the producer."""
+        while not self.free:
+            self._producer = self.env.event()
+            yield self._producer
+        self.free -= 1
+
+    def fill(self, data_ready: simpy.Event, nbytes: int) -> None:
+        """Hand the reserved bank a tile whose data is complete when ``data_ready`` fires."""
+        if nbytes > self.bank_bytes:
+            raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a bank of {self.bank_bytes} B")
+        self.filled.append(data_ready)
+        self._trace_occupancy()
+        if self._consumer is not None:
+            waiting, self._consumer = self._consumer, None
+            waiting.succeed()
+
+    def take(self):
+        """Generator: wait for the next tile in order and return its payload."""
+        while not self.filled:
+            self._consumer = self.env.event()
+            yield self._consumer
+        data_ready = self.taking = self.filled.popleft()
+        payload = yield data_ready
+        self.taking = None
+        return payload
+
+    def release(self) -> None:
+        """Free the bank of the tile the consumer finished."""
+        self.free += 1
+        self._trace_occupancy()
+        if self._producer is not None:
+            waiting, self._producer = self._producer, None
+            waiting.succeed()
+
+    def port_bytes_per_cycle(self) -> int:
+        """Bytes one bank port moves per clock (the blocks of a bank side by side)."""
+        return self.cfg.bank_width_bits // 8
+
+    def port_gbps(self) -> float:
+        """Peak GB/s of one bank port at the fabric clock."""
+        return self.port_bytes_per_cycle() * self.clock_mhz / 1000 if self.clock_mhz else float("inf")
+
+    def fill_ps(self, nbytes: int) -> int:
+        """Shortest time to write ``nbytes`` into one bank through its write port."""
+        if not self.clock_mhz:
+            return 0
+        return cycles_to_ps(-(-nbytes // self.port_bytes_per_cycle()), self.clock_mhz)
+
+    def drain_ps(self, nbytes: int) -> int:
+        """Shortest time to read ``nbytes`` out of one bank (the read port is as wide)."""
+        return self.fill_ps(nbytes)
+
+    def occupied_banks(self) -> int:
+        """Banks reserved or holding data."""
+        return self.cfg.banks - self.free
+
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Free banks, waiting producer and consumer, and when the data of each filled tile and
+        of the tile being taken is in (relative to the boundary)."""
+        return (self.free, self._producer is not None, self._consumer is not None,
+                tuple(_due(event, frame) for event in self.filled),
+                None if self.taking is None else _due(self.taking, frame))
+
+    def _trace_occupancy(self) -> None:
+        if self.ctx.tracer.enabled:
+            self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
+
+
+def _due(event: simpy.Event, frame: Frame):
+    """When a tile's data is in, relative to the boundary ("in" once it is; -1 if the event
+    does not say: due_ps is set by Memory.request)."""
+    if event.processed:
+        return "in"
+    return frame.time(getattr(event, "due_ps", frame.now - 1))

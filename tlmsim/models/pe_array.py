@@ -1,0 +1,231 @@
+"""The N:M sparse PE array: rows x cols output-stationary PEs (rtl/nm_pe.v each).
+
+Each PE computes one output over k inputs; an array pass covers ``rows`` tokens x
+``cols`` outputs. Per beat a PE consumes ``lanes`` N:M groups (``m * lanes`` dense
+inputs, ``n * lanes`` multiplies); dense weights use the same multipliers on
+``n * lanes`` inputs per beat; weights wider than the multiplier take
+``ceil(bits / native_weight_bits)`` beats. Passes and tiles stream back to back
+through the pipelined array, so a tile occupies the array for ``passes * beats * II``
+cycles and an op's results are complete a fill/drain time after its last beat:
+
+    fill = latency(PE) - 1 + (rows - 1) + (cols - 1)   (PE pipeline + systolic skew)
+
+The drain overlaps the next op's first beats. II and the PE latency come from
+``pe_core`` — the same parameters the RTL is built with, checked cycle-exactly by
+tests/rtl (one 1-pass tile on a 1x1 array takes exactly ``dot_cycles``). Weight
+tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import simpy
+from pydantic import Field, model_validator
+
+from tlmsim.engine.component import Component, SimContext
+from tlmsim.engine.configbase import Section
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.reuse import Frame
+from tlmsim.engine.timebase import cycles_to_ps
+from tlmsim.models.decoder import WeightDecoder
+from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
+from tlmsim.models.tiling import Tile
+from tlmsim.workloads.formats import WeightFormat
+
+
+class PeArrayConfig(Section):
+    """Array of rows x cols N:M PEs (the RTL in rtl/ is one PE with these n, m, lanes)."""
+
+    rows: int = Field(ge=1, le=4096, description="token rows computed in parallel")
+    cols: int = Field(ge=1, le=4096, description="output columns computed in parallel")
+    n: int = Field(ge=1, le=255, description="kept weights per group the PE mux handles")
+    m: int = Field(ge=2, le=256, description="group size of the N:M pattern")
+    lanes: int = Field(ge=1, le=4096, description="N:M groups per PE per cycle")
+    native_weight_bits: int = Field(4, ge=1, le=16,
+                                    description="multiplier weight width; wider weights take more beats")
+    ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
+
+    @model_validator(mode="after")
+    def _n_below_m(self):
+        if self.n >= self.m:
+            raise ValueError(f"n={self.n} must be < m={self.m} (N:M keeps N of every M weights)")
+        if self.m & (self.m - 1):
+            raise ValueError(f"m={self.m} must be a power of two (indices are log2(m) bits)")
+        return self
+
+
+def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
+    """Refuse a weight format this PE array was not built for (ConfigError naming the fix).
+
+    Applied to every format the workload really holds (a compressed model's manifest may
+    differ from ``workload.weight_format``), so no format runs on hardware without it.
+    """
+    if fmt.sparse and (fmt.n, fmt.m) != (cfg.n, cfg.m):
+        raise ConfigError(f"{where} is {fmt.n}:{fmt.m} sparse but the PE array is built for "
+                          f"{cfg.n}:{cfg.m}; set accelerator.pe_array.n/m to {fmt.n}/{fmt.m}")
+    if fmt.encoding == "ternary" and not cfg.ternary:
+        raise ConfigError(f"{where} is ternary but accelerator.pe_array.ternary is false; "
+                          f"set it to true or use an INT format")
+
+
+@dataclass
+class PeCommand:
+    """Run ``tiles`` of one op, taking operands from ``source`` (a BankedBuffer)."""
+
+    label: str
+    fmt: WeightFormat
+    tiles: list[Tile]
+    source: object
+    decoded: bool  # weight tiles pass the decoder; KV tiles bypass it
+    done: simpy.Event
+    skipped: list[int] = field(default_factory=list)  # tiles [first, last] skipped by steady-state reuse
+    tag: object = None  # what the command belongs to (opaque to the array; the controller's op state)
+
+
+class PeArray(Component):
+    """Executes matmul commands tile by tile."""
+
+    role = "compute"
+    REUSE_STATE = ("cmd", "tile_index", "activity", "since", "incoming", "draining")
+    WIRING = ("cfg", "clock_mhz", "commands", "decoder", "on_tile_start")
+    CACHES = ("_tile_times", "_params")
+
+    def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float,
+                 commands: simpy.Store, decoder: WeightDecoder,
+                 on_tile_start: Callable[[PeCommand, int], None] | None = None):
+        super().__init__(ctx, name)
+        self.cfg = cfg
+        self.clock_mhz = clock_mhz
+        self.commands = commands
+        self.decoder = decoder
+        self.on_tile_start = on_tile_start  # called with (command, tile index) before each tile
+        self.cmd: PeCommand | None = None  # the command being executed
+        self.tile_index = 0
+        self.activity = "idle"  # idle | operands | compute
+        self.since = 0  # when the current activity began
+        self.incoming: simpy.Event | None = None  # the request for the next command while idle
+        self.draining: list[tuple[int, str]] = []  # (when its results are out, label) of finished commands
+        self._tile_times: dict[tuple, tuple[int, int]] = {}
+        self._params: dict[WeightFormat, PeParams] = {}
+        self.process = self.start(self.run())
+
+    def run(self):
+        """Take commands in order; for each tile wait for operands, then compute."""
+        while True:
+            self.cmd, self.activity = None, "idle"
+            self.incoming = self.commands.get()
+            cmd = self.cmd = yield self.incoming
+            self.incoming = None
+            for self.tile_index in tile_order(cmd.tiles, cmd.skipped):
+                tile = cmd.tiles[self.tile_index]
+                if self.on_tile_start is not None:
+                    self.on_tile_start(cmd, self.tile_index)
+                self.activity, self.since = "operands", self.env.now
+                yield from cmd.source.take()
+                self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
+                yield from self._compute(cmd, tile)
+                cmd.source.release()
+            self._finish_after_drain(cmd)
+
+    def _finish_after_drain(self, cmd: PeCommand) -> None:
+        drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
+        drain_ps = cycles_to_ps(drain, self.clock_mhz)
+        self.draining.append((self.env.now + drain_ps, cmd.label))
+        self.env.timeout(drain_ps, value=cmd).callbacks.append(self._drained)
+
+    def _drained(self, event: simpy.Event) -> None:
+        """The last results of a command left the array: the op is done."""
+        self.draining.remove((self.env.now, event.value.label))
+        event.value.done.succeed()
+
+    def boundary_state(self, frame: Frame) -> tuple:
+        """Activity and since when, the command and tile (relative to the boundary), queued
+        commands, a command on its way in, and the commands still draining."""
+        cmd, incoming = self.cmd, self.incoming
+        since = frame.time(self.since) if self.activity != "idle" else 0  # an idle array records nothing
+        tile = self.tile_index if cmd is None else frame.index(cmd.label, self.tile_index)
+        arriving = frame.name(incoming.value.label) if incoming is not None and incoming.triggered else None
+        return (self.activity, since, None if cmd is None else frame.name(cmd.label), tile,
+                tuple(frame.name(c.label) for c in self.commands.items), arriving,
+                tuple((frame.time(due), frame.name(label)) for due, label in self.draining))
+
+    def _compute(self, cmd: PeCommand, tile: Tile):
+        self.activity = "compute"
+        start = self.since = self.env.now
+        compute, decode = self._tile_ps(cmd.fmt, tile, cmd.decoded)
+        yield self.env.timeout(max(compute, decode))
+        self.record("busy", start, start + compute, cmd.label, rows=tile.rows, k=tile.k, n=tile.n)
+        self.record("stall:waiting for decoder", start + compute, start + decode, cmd.label)
+        if cmd.decoded:
+            self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
+            self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
+
+    def _tile_ps(self, fmt: WeightFormat, tile: Tile, decoded: bool) -> tuple[int, int]:
+        """(compute ps, decode ps) of one tile (remembered: tiles repeat, a few shapes per op)."""
+        key = (fmt, tile, decoded)
+        if key not in self._tile_times:
+            compute = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
+            self._tile_times[key] = compute, self.decoder.decode_ps(tile.stored_weights) if decoded else 0
+        return self._tile_times[key]
+
+    def pe_params(self, fmt: WeightFormat) -> PeParams:
+        """The PE configuration that runs ``fmt``: its N:M pattern, or the built one in dense mode."""
+        if fmt not in self._params:
+            self._params[fmt] = self._pe_params(fmt)
+        return self._params[fmt]
+
+    def _pe_params(self, fmt: WeightFormat) -> PeParams:
+        ternary = fmt.encoding == "ternary"
+        if fmt.sparse:
+            return PeParams(fmt.n, fmt.m, self.cfg.lanes, ternary=ternary)
+        return PeParams(self.cfg.n, self.cfg.m, self.cfg.lanes, ternary=ternary)
+
+    def beats_per_pass(self, fmt: WeightFormat, k: int) -> int:
+        """Beats one PE needs for a k-long dot product in ``fmt``.
+
+        N:M weights: ``m * lanes`` inputs per beat (pe_core, checked against the RTL).
+        Dense weights: each multiplier takes the next input, ``n * lanes`` per beat.
+        """
+        if fmt.sparse:
+            beats = beats_for(self.pe_params(fmt), k)
+        else:
+            beats = -(-k // (self.cfg.n * self.cfg.lanes))
+        return beats * self.bits_factor(fmt)
+
+    def bits_factor(self, fmt: WeightFormat) -> int:
+        """Beats per group: weights wider than the multiplier are processed in slices."""
+        if fmt.encoding == "ternary":
+            return 1
+        return -(-fmt.value_bits // self.cfg.native_weight_bits)
+
+    def tile_cycles(self, fmt: WeightFormat, tile: Tile) -> int:
+        """Cycles one tile occupies the array (its beats; see the module docstring)."""
+        passes = tile.groups * -(-tile.rows // self.cfg.rows) * -(-tile.n // self.cfg.cols)
+        return passes * self.beats_per_pass(fmt, tile.k) * initiation_interval(self.pe_params(fmt))
+
+    def fill_cycles(self, pe: PeParams) -> int:
+        """Cycles from an op's last beat to its last result: PE latency beyond one beat plus skew."""
+        return latency_cycles(pe) - 1 + self.cfg.rows - 1 + self.cfg.cols - 1
+
+    def multipliers(self) -> int:
+        """Multiply (or add/subtract) units in the array."""
+        return self.cfg.rows * self.cfg.cols * self.cfg.lanes * self.cfg.n
+
+    def ideal_ps(self, fmt: WeightFormat, rows: int, stored_weights: int) -> int:
+        """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
+        work = rows * stored_weights * self.bits_factor(fmt)
+        return cycles_to_ps(-(-work // self.multipliers()), self.clock_mhz)
+
+
+def tile_order(tiles: list[Tile], skipped: list[int]):
+    """Indices of ``tiles`` in order, leaving out the range ``skipped`` holds (read as it goes:
+    the program sets it only for tiles no reader has reached, see ``Program.advance``)."""
+    index = 0
+    while index < len(tiles):
+        if skipped and skipped[0] <= index <= skipped[1]:
+            index = skipped[1] + 1
+            continue
+        yield index
+        index += 1
