@@ -297,6 +297,8 @@ def format_summary(result: dict, out=None, files: list[str] | None = None) -> st
     lines.append(f"  {format_weight_bytes(w['decoder_layer_bytes'], w['lm_head_bytes'], w['embedding_bytes'])}; "
                  f"formats {', '.join(w['bytes_by_format'])}")
     reuse = result.get("reuse", {})
+    if reuse.get("disabled_reason") and result["config"]["simulation"]["reuse_identical_layers"]:
+        lines.append(f"  steady state: reuse was off for this run ({reuse['disabled_reason']})")
     if reuse.get("layers_skipped") or reuse.get("tiles_skipped"):
         lines.append(f"  steady state: {reuse['layers_skipped']} repeated decoder layers and {reuse['tiles_skipped']} "
                      f"repeated tiles accounted without re-simulating them (exact; docs/performance.md)")

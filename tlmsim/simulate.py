@@ -62,7 +62,8 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "ops": [_op(rec) for s in steps for rec in s.ops],
         "timeline_window": default_window(spans),
         "steps": spans,
-        "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped},
+        "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped,
+                  "disabled_reason": acc.reuse.disabled_reason},
         "config": cfg.model_dump(mode="json"),
     }
     result["summary"] = summary_block(result)
