@@ -25,6 +25,7 @@ addresses relate to a boundary come from the application (tlmsim/models/steady_s
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -144,6 +145,31 @@ def _declared(cls: type, kinds: tuple[str, ...] = ("REUSE_STATE", "WIRING", "CAC
     return frozenset(name for c in cls.__mro__ for kind in kinds for name in c.__dict__.get(kind, ()))
 
 
+@cache
+def _instance_names(cls: type) -> tuple[str, ...]:
+    """Declared names no class of the MRO defines: they can only be instance attributes."""
+    return tuple(sorted(n for n in _declared(cls) if not any(n in c.__dict__ for c in cls.__mro__)))
+
+
+_ABSENT = object()
+
+
+def undeclared(obj: object) -> list[str]:
+    """Instance attributes of ``obj`` that its classes declare neither way.
+
+    ``vars(obj)`` would make CPython (3.11) move the object's attribute values into a dict
+    for good, and every later attribute access of these hot objects about twice as slow. So
+    the objects ``obj`` refers to (``gc.get_referents``: its attribute values and its class)
+    are compared with its declared attributes' values first; only if they differ are the
+    names read.
+    """
+    values = [v for n in _instance_names(type(obj)) if (v := getattr(obj, n, _ABSENT)) is not _ABSENT]
+    if sorted(map(id, gc.get_referents(obj))) == sorted(map(id, [*values, type(obj)])):
+        return []
+    declared = _declared(type(obj))
+    return [attr for attr in vars(obj) if attr not in declared]
+
+
 def owned_parts(part: object, name: str, registered: frozenset[int]) -> list[tuple[object, str]]:
     """The Stateful parts ``part`` holds in its reuse state and that are not registered
     themselves (its boundary_state serializes them), with their names, recursively."""
@@ -161,8 +187,7 @@ def declaration_problems(part: object, name: str, registered: frozenset[int] = f
     reuse state without serializing it in boundary_state."""
     problems = []
     for obj, path in [(part, name), *owned_parts(part, name, registered)]:
-        declared = _declared(type(obj))
-        problems += [f"{path} has undeclared state {attr!r}" for attr in vars(obj) if attr not in declared]
+        problems += [f"{path} has undeclared state {attr!r}" for attr in undeclared(obj)]
     if id(part) in registered:
         problems += [f"{name} declares reuse state in {cls.__name__}, which does not define boundary_state"
                      for cls in type(part).__mro__ if cls.__dict__.get("REUSE_STATE")
@@ -253,7 +278,7 @@ class ReuseEngine:
         self._shifts: list[int] = [0]  # time skipped before the i-th skip
         self._finished = False
         self._checked = -1  # participants that passed the full declaration check
-        self._watched: list[object] = []  # they and their owned parts
+        self._watched: list[tuple[object, int]] = []  # they and their owned parts, with their referents
         if enabled and not isinstance(ctx.env, Environment):
             self._disable("the environment keeps no table of pending events (use tlmsim.engine.reuse.Environment)")
         self._check_declarations()
@@ -264,8 +289,8 @@ class ReuseEngine:
         if not self.enabled:
             return
         parts = self.ctx.components
-        if len(parts) == self._checked and all(_declared(type(obj)).issuperset(vars(obj)) for obj in self._watched):
-            return  # the same participants, no new attribute: the full check still holds
+        if len(parts) == self._checked and all(len(gc.get_referents(obj)) == n for obj, n in self._watched):
+            return  # the same participants with as many attributes: the full check still holds
         registered = frozenset(id(part) for part in parts)
         for part in parts:
             problems = declaration_problems(part, _name(part), registered)
@@ -276,7 +301,8 @@ class ReuseEngine:
                 self._disable(problems[0])
                 return
         self._checked = len(parts)
-        self._watched = [*parts, *(obj for part in parts for obj, _ in owned_parts(part, "", registered))]
+        watched = [*parts, *(obj for part in parts for obj, _ in owned_parts(part, "", registered))]
+        self._watched = [(obj, len(gc.get_referents(obj))) for obj in watched]
 
     def _disable(self, reason: str) -> None:
         log.warning("%s: steady-state reuse is off for this run (slower, never wrong)", reason)
