@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -83,11 +83,12 @@ def check_out(out: Path, kind: str, inputs: Iterable[Path | str] = ()) -> Path:
 def atomic_dir(out: Path, kind: str, inputs: Iterable[Path | str] = ()):
     """Yield a temporary sibling of ``out``; on success it replaces ``out``, on any failure it vanishes."""
     target = check_out(out, kind, inputs)
-    tmp = _temporary_sibling(target, out)
+    # The name is chosen before anything exists, so a signal at any point leaves nothing behind.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:
+        _make_temporary(tmp, out)
         yield tmp
         write_marker(tmp, kind)
-        tmp.chmod(0o755)  # mkdtemp makes it private
         _replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -102,10 +103,10 @@ def write_result_dir(out: Path, writers: dict[str, Callable[[Path], None]], kind
             write(tmp / name)
 
 
-def _temporary_sibling(target: Path, out: Path) -> Path:
+def _make_temporary(tmp: Path, out: Path) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=0o755)
     except OSError as err:
         raise UserError(f"cannot write --out {out} ({err.strerror}); choose another --out") from None
 
@@ -116,11 +117,14 @@ def _replace(tmp: Path, target: Path) -> None:
         tmp.rename(target)
         return
     old = target.with_name(f".{target.name}.old.{os.getpid()}")
-    target.rename(old)
+    moved = False
     try:
+        target.rename(old)
+        moved = True
         tmp.rename(target)
     except BaseException:
-        old.rename(target)  # put the old output back rather than lose it
+        if moved and not target.exists():
+            old.rename(target)  # put the old output back rather than lose it
         raise
     shutil.rmtree(old, ignore_errors=True)
 
