@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import simpy
 
-from tlmsim.engine.reuse import Stateful
+from tlmsim.engine.protocol import Stateful
 from tlmsim.engine.trace import Stats, Tracer
 
 

@@ -1,22 +1,18 @@
-"""Exact steady-state reuse as a protocol: every participant declares its boundary state.
+"""Exact steady-state reuse: signatures at boundaries, skips, and putting skipped work back.
 
 gem5 checkpoints a system by asking each SimObject to serialize exactly the state it
 declares, after draining it to a quiescent point; the simulator never digs into an
 object's internals. Exact fast-forward here follows the same discipline:
 
-* A participant (every ``Component``, plus state holders the application registers with
-  ``SimContext.register``) declares per class which instance attributes are reuse state
-  (``REUSE_STATE``), fixed wiring set once in ``__init__`` (``WIRING``) and memo tables of
-  pure functions (``CACHES``). ``boundary_state(frame)`` returns its reuse state with
-  every time relative to ``frame.now`` and every name and address relative to the frame's
-  position; the default is ``UNKNOWN``. What a process waits for is declared state too (an
-  explicit ``activity``); what is pending comes from ``Environment.pending``.
-* ``ReuseEngine`` walks the registry. An attribute declared neither way, or an ``UNKNOWN``
-  state, turns reuse off for the run (one warning and ``disabled_reason``): slower, never
-  wrong. When the signatures of two boundaries are equal and the application says the
-  following units repeat, every participant ``advance``s past them itself; afterwards, in
-  a pure step, every ``Stats`` grows by the skipped units and the trace gets the skipped
-  periods back (``tlmsim.engine.trace.put_back``).
+* Every participant declares its state (tlmsim/engine/protocol.py); what a process waits
+  for is declared state too (an explicit ``activity``); what is pending comes from
+  ``Environment.pending``.
+* ``ReuseEngine`` walks the registry (``SimContext.components``). An attribute declared
+  neither way, or an ``UNKNOWN`` state, turns reuse off for the run (one warning and
+  ``disabled_reason``): slower, never wrong. When the signatures of two boundaries are
+  equal and the application says the following units repeat, every participant
+  ``advance``s past them itself; afterwards, in a pure step, every ``Stats`` grows by the
+  skipped units and the trace gets the skipped periods back (``tlmsim.engine.trace.put_back``).
 
 The engine knows nothing of layers, tiles or memories: what repeats and how names and
 addresses relate to a boundary come from the application (tlmsim/models/steady_state.py).
@@ -27,172 +23,18 @@ from __future__ import annotations
 import bisect
 import gc
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from heapq import heappop, heappush
 from itertools import count
-from typing import ClassVar, Protocol
 
 import simpy
 from simpy.events import NORMAL
 
+from tlmsim.engine.protocol import NO_REPEAT, UNKNOWN, Frame, RepeatUnit, Stateful, declaration_problems, owned_parts
 from tlmsim.engine.trace import Repeat, Stats, StatsSnapshot, put_back
 
 log = logging.getLogger("tlmsim.engine.reuse")
-
-
-class _Sentinel:
-    """A named marker value (compared by identity)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-UNKNOWN = _Sentinel("UNKNOWN")  # "I do not declare my state": reuse is off for the run
-NO_REPEAT = _Sentinel("NO_REPEAT")  # "my state here cannot repeat": no skip at this boundary
-
-
-class Position(Protocol):
-    """Where a boundary lies in the application's work; relates names and addresses to it."""
-
-    def name(self, label: str, step: int | None = None) -> Hashable:
-        """Work ``label`` (of program step ``step``, if given) relative to the boundary."""
-
-    def base(self, label: str) -> int:
-        """The address that addresses of work ``label`` are taken relative to."""
-
-    def index(self, label: str, unit: int) -> int:
-        """Unit ``unit`` (e.g. a tile) of work ``label`` relative to the boundary."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A boundary: the time ``now`` and a ``position`` in the application's work."""
-
-    now: int
-    position: Position
-
-    def time(self, t: int) -> int:
-        """``t`` relative to the boundary (negative: before it)."""
-        return t - self.now
-
-    def name(self, label: str, step: int | None = None) -> Hashable:
-        """Work ``label`` relative to the boundary."""
-        return self.position.name(label, step)
-
-    def base(self, label: str) -> int:
-        """The address that addresses of ``label`` are relative to."""
-        return self.position.base(label)
-
-    def offset(self, label: str, addr: int) -> int:
-        """Address ``addr`` of work ``label`` relative to the boundary."""
-        return addr - self.position.base(label)
-
-    def index(self, label: str, unit: int) -> int:
-        """Unit ``unit`` of work ``label`` relative to the boundary."""
-        return self.position.index(label, unit)
-
-
-@dataclass(frozen=True)
-class RepeatUnit:
-    """Units ``first``..``last`` of a run of identical units of work, to be skipped: the unit
-    simulated just before them stands for ``last``. What a unit is belongs to the application
-    (``kind``: a decoder layer of a step, a tile of an op)."""
-
-    kind: str
-    step: int  # the program step the run lies in
-    first: int
-    last: int
-    label: str | None = None  # the work the units belong to, whose addresses move with the skip
-    stride_bytes: int = 0  # address distance from one unit to the next
-
-    @property
-    def count(self) -> int:
-        """How many units are skipped."""
-        return self.last - self.first + 1
-
-
-class Stateful:
-    """A participant in exact reuse: it declares its attributes and its boundary state."""
-
-    REUSE_STATE: ClassVar[tuple[str, ...]] = ()  # decides the future: serialized by boundary_state
-    WIRING: ClassVar[tuple[str, ...]] = ()  # set once in __init__ (references, config, constants)
-    CACHES: ClassVar[tuple[str, ...]] = ()  # memo tables of pure functions: never change a result
-
-    def boundary_state(self, frame: Frame) -> Hashable:
-        """Every reuse-state value relative to ``frame`` (``NO_REPEAT`` if it cannot repeat)."""
-        return UNKNOWN
-
-    def close_intervals(self) -> None:
-        """Record open intervals up to now and reopen them (at every boundary, reuse on or off,
-        so records split the same way either way)."""
-
-    def can_advance(self, unit: RepeatUnit) -> bool:
-        """False if this participant cannot move past ``unit`` (it has already reached it)."""
-        return True
-
-    def advance(self, unit: RepeatUnit) -> None:
-        """Move whatever this participant holds of the repeating work past the skipped units."""
-
-
-@cache
-def _declared(cls: type, kinds: tuple[str, ...] = ("REUSE_STATE", "WIRING", "CACHES")) -> frozenset[str]:
-    """Every attribute the classes of ``cls``'s MRO declare as one of ``kinds``."""
-    return frozenset(name for c in cls.__mro__ for kind in kinds for name in c.__dict__.get(kind, ()))
-
-
-@cache
-def _instance_names(cls: type) -> tuple[str, ...]:
-    """Declared names no class of the MRO defines: they can only be instance attributes."""
-    return tuple(sorted(n for n in _declared(cls) if not any(n in c.__dict__ for c in cls.__mro__)))
-
-
-_ABSENT = object()
-
-
-def undeclared(obj: object) -> list[str]:
-    """Instance attributes of ``obj`` that its classes declare neither way.
-
-    ``vars(obj)`` would make CPython (3.11) move the object's attribute values into a dict
-    for good, and every later attribute access of these hot objects about twice as slow. So
-    the objects ``obj`` refers to (``gc.get_referents``: its attribute values and its class)
-    are compared with its declared attributes' values first; only if they differ are the
-    names read.
-    """
-    values = [v for n in _instance_names(type(obj)) if (v := getattr(obj, n, _ABSENT)) is not _ABSENT]
-    if sorted(map(id, gc.get_referents(obj))) == sorted(map(id, [*values, type(obj)])):
-        return []
-    declared = _declared(type(obj))
-    return [attr for attr in vars(obj) if attr not in declared]
-
-
-def owned_parts(part: object, name: str, registered: frozenset[int]) -> list[tuple[object, str]]:
-    """The Stateful parts ``part`` holds in its reuse state and that are not registered
-    themselves (its boundary_state serializes them), with their names, recursively."""
-    out = []
-    for attr in sorted(_declared(type(part), ("REUSE_STATE",))):
-        value = getattr(part, attr, None)
-        if isinstance(value, Stateful) and id(value) not in registered:
-            out += [(value, f"{name}.{attr}"), *owned_parts(value, f"{name}.{attr}", registered)]
-    return out
-
-
-def declaration_problems(part: object, name: str, registered: frozenset[int] = frozenset()) -> list[str]:
-    """What ``part`` (shown as ``name``) fails to declare: each attribute declared neither way
-    (its own and its owned parts'), and for a registered participant each class that declares
-    reuse state without serializing it in boundary_state."""
-    problems = []
-    for obj, path in [(part, name), *owned_parts(part, name, registered)]:
-        problems += [f"{path} has undeclared state {attr!r}" for attr in undeclared(obj)]
-    if id(part) in registered:
-        problems += [f"{name} declares reuse state in {cls.__name__}, which does not define boundary_state"
-                     for cls in type(part).__mro__ if cls.__dict__.get("REUSE_STATE")
-                     and "boundary_state" not in cls.__dict__]
-    return problems
 
 
 class Environment(simpy.Environment):
@@ -278,6 +120,7 @@ class ReuseEngine:
         self._shifts: list[int] = [0]  # time skipped before the i-th skip
         self._finished = False
         self._checked = -1  # participants that passed the full declaration check
+        self._splitting: tuple[int, list[Stateful]] = (-1, [])  # (registry size, parts with close_intervals)
         self._watched: list[tuple[object, int]] = []  # they and their owned parts, with their referents
         if enabled and not isinstance(ctx.env, Environment):
             self._disable("the environment keeps no table of pending events (use tlmsim.engine.reuse.Environment)")
@@ -313,7 +156,11 @@ class ReuseEngine:
 
     def boundary(self) -> None:
         """Split every participant's open intervals here (call at every boundary)."""
-        for part in self.ctx.components:
+        parts = self.ctx.components
+        if self._splitting[0] != len(parts):  # only the few that keep open intervals (tile boundaries are many)
+            self._splitting = (len(parts), [p for p in parts
+                                            if type(p).close_intervals is not Stateful.close_intervals])
+        for part in self._splitting[1]:
             part.close_intervals()
 
     def mark(self, frame: Frame) -> Mark | None:

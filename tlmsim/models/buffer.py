@@ -21,7 +21,7 @@ from pydantic import Field
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import ON_CHIP_KIB, Section
-from tlmsim.engine.reuse import Frame
+from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
 
 # One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is

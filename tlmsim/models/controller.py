@@ -18,7 +18,7 @@ import simpy
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.payload import Command, Transaction
 from tlmsim.engine.ports import InitiatorPort
-from tlmsim.engine.reuse import NO_REPEAT, Frame, RepeatUnit, Stateful
+from tlmsim.engine.protocol import NO_REPEAT, Frame, RepeatUnit, Stateful
 from tlmsim.models.dma import Descriptor
 from tlmsim.models.pe_array import PeCommand, check_runs, tile_order
 from tlmsim.models.placement import Placement
@@ -172,7 +172,7 @@ class Program(Stateful):
                     yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes, st.op.name, None,
                                      wait_for=wait, on_issue=st.mark_issue, tag=st, tile=index, step=st.step.index)
 
-    # -- steady-state reuse (tlmsim/reuse.py) ------------------------------------------
+    # -- steady-state reuse (tlmsim/engine/protocol.py) --------------------------------
 
     def boundary_state(self, frame: Frame):
         """Progress of the ops around the boundary (``frame.position`` is a ``Boundary`` of

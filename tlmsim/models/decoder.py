@@ -11,7 +11,7 @@ from pydantic import Field
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import CYCLES, Section
-from tlmsim.engine.reuse import Frame
+from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
 
 

@@ -17,7 +17,7 @@ import simpy
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.payload import Command, Transaction
 from tlmsim.engine.ports import InitiatorPort
-from tlmsim.engine.reuse import Frame, RepeatUnit
+from tlmsim.engine.protocol import Frame, RepeatUnit
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ import math
 import operator
 from dataclasses import dataclass
 
-from tlmsim.engine.reuse import Stateful
+from tlmsim.engine.protocol import Stateful
 from tlmsim.models.dram_config import DramTimingConfig
 
 STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",

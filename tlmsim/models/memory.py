@@ -26,7 +26,7 @@ from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import BANDWIDTH_GBPS, PORTS, TIME_NS, Section, list_to_tuple
 from tlmsim.engine.payload import Command, Transaction
 from tlmsim.engine.ports import TargetPort
-from tlmsim.engine.reuse import Frame, RepeatUnit
+from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.timebase import ns_to_ps, transfer_ps
 from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
 from tlmsim.models.dram_config import DramTimingConfig

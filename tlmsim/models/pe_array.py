@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import Section
 from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.reuse import Frame
+from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
 from tlmsim.models.decoder import WeightDecoder
 from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles

@@ -36,7 +36,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from tlmsim.engine.component import SimContext
-from tlmsim.engine.reuse import Frame, Mark, RepeatUnit, ReuseEngine
+from tlmsim.engine.protocol import Frame, RepeatUnit
+from tlmsim.engine.reuse import Mark, ReuseEngine
 from tlmsim.models.controller import LAYER, TILE, OpState, Program
 from tlmsim.models.placement import Placement
 
