@@ -29,7 +29,7 @@ CONFIGS = {
     "200GBps-batch2": ["memory.hbm.bandwidth_gbps=200", "workload.batch=2"],
     "batch16": ["workload.batch=16"],  # PE-bound decode
     "batch8-300GBps": ["workload.batch=8", "memory.hbm.bandwidth_gbps=300"],
-    "ideal-1000GBps": ["memory.hbm.dram=null", "memory.hbm.switch.port_gbps=1000", "memory.hbm.bandwidth_gbps=1000"],
+    "ideal-1000GBps": ["memory.hbm.dram=null", "memory.hbm.switch=null", "memory.hbm.bandwidth_gbps=1000"],
     "int4": ["workload.weight_format=int4"],
     "int4-1:4": ["workload.weight_format=int4-1:4", "accelerator.pe_array.n=1", "accelerator.pe_array.m=4"],
     "ternary": ["workload.weight_format=ternary"],
