@@ -17,7 +17,7 @@ service time on that channel follows from counts, not from a command-by-command 
 * a bus turnaround (``t_rtw`` / ``t_wtr``) when the direction changes, minus any idle
   gap that already covered it;
 * all-bank refresh, each costing ``tRFC`` = tRP + tRFC + tRCD of channel time below
-  (``refresh_block_ns``: the rows are closed before and re-opened after), one of two
+  (``DramTimingConfig.refresh_block_ns``: rows closed before, re-opened after), one of two
   policies (``refresh``):
 
   - ``postponed`` (default): the controller owes one ``tRFC`` per ``tREFI`` of elapsed
@@ -65,7 +65,7 @@ class DramTiming:
     rc: int
     act_ps: int  # spacing of activations to rotating banks: max(tRRD_S, tFAW / 4)
     refi: int
-    rfc: int  # channel time one refresh takes: tRP + tRFC + tRCD (see refresh_block_ns)
+    rfc: int  # channel time one refresh takes: tRP + tRFC + tRCD (DramTimingConfig.refresh_block_ns)
     wtr: int
     rtw: int
     banks: int
@@ -84,11 +84,12 @@ class DramTiming:
             return cls(burst_bytes, burst_ps, burst_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
+        refresh = ns_to_ps(cfg.refresh_block_ns)
         return cls(burst_bytes, burst_ps, max(burst_ps, ccd * PS_PER_NS), ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
                    ns_to_ps(cfg.t_rc_ns), ns_to_ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), ns_to_ps(cfg.t_refi_ns),
-                   ns_to_ps(refresh_block_ns(cfg)), ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
+                   refresh, ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
                    cfg.address_mapping, rows_per_bank, cfg.refresh == "windowed",
-                   cfg.refresh_postpone_max * ns_to_ps(refresh_block_ns(cfg)) * ns_to_ps(cfg.t_refi_ns))
+                   cfg.refresh_postpone_max * refresh * ns_to_ps(cfg.t_refi_ns))
 
     @property
     def ideal(self) -> bool:
@@ -115,14 +116,6 @@ class DramTiming:
     def postponable_refresh_ps(self) -> int:
         """Refresh time a busy channel may still owe at the end of a transfer."""
         return self.refresh_debt_cap // self.refi if self.refi and not self.windowed_refresh else 0
-
-
-def refresh_block_ns(cfg: DramTimingConfig) -> float:
-    """Channel time one all-bank refresh takes from a streaming channel: close the open rows
-    (tRP: REFab needs every bank precharged, JEDEC JESD235 "Refresh Command"), refresh
-    (tRFC), then re-open the stream's row (tRCD: every bank is closed, so the bank rotation
-    that hides activations has nothing to overlap with)."""
-    return cfg.t_rp_ns + cfg.t_rfc_ns + cfg.t_rcd_ns
 
 
 # The state of a channel: (last chunk, window, last bank, last data ps, last was write,
