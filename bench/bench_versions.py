@@ -27,11 +27,18 @@ import time
 from pathlib import Path
 
 
+# Runs ``tlmsim.cli`` of the tree on PYTHONPATH only: an editable install's import hook
+# (setuptools' ``__editable__`` finders) would otherwise supply modules the tree lacks.
+ISOLATED_CLI = ("import runpy, sys; "
+                "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]; "
+                "sys.argv[0] = 'tlmsim'; runpy.run_module('tlmsim.cli', run_name='__main__')")
+
+
 def run_once(tree: Path, config: str, overrides: list[str], cache: Path) -> float:
     """Wall seconds of one ``tlmsim run`` of ``tree``'s code in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(tree), "TLMSIM_CACHE": str(cache)}
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "tlmsim.cli", "run", config, "-q", "--out", str(Path(out) / "r")]
+        cmd = [sys.executable, "-c", ISOLATED_CLI, "run", config, "-q", "--out", str(Path(out) / "r")]
         for item in overrides:
             cmd += ["--set", item]
         start = time.perf_counter()
