@@ -34,6 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tlmsim.workloads.model_source import ModelError, one_line
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
     TRACE_PAST,
@@ -100,7 +101,7 @@ def extract_layer_graph(
     recorder.trace()
     graph = recorder.graph
     for _, data in graph.nodes(data=True):
-        if data["kind"] == "linear":
+        if data["kind"] == OpKind.LINEAR:
             fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
             data.update(weight_format=fmt, weight_nbytes=nbytes)
     graph.graph["model_type"] = model.config.model_type
@@ -218,7 +219,8 @@ class _OpRecorder(TorchDispatchMode):
 
     def _elementwise(self, module_name, inputs, outputs) -> str:
         last = self.graph.nodes[self.last_node] if self.last_node else None
-        if last and last["kind"] == "vector" and last["vector_op"] == "elementwise" and last["module"] == module_name:
+        same_module = last is not None and last["module"] == module_name
+        if same_module and last["kind"] == OpKind.VECTOR and last["vector_op"] == "elementwise":
             last["elements"] = add_sym(last["elements"], sym_numel(tuple(outputs[0].shape)))
             self._link(self.last_node, inputs)
             return self.last_node
@@ -228,7 +230,7 @@ class _OpRecorder(TorchDispatchMode):
     def _kv_source(self, inputs) -> str | None:
         for tensor in inputs:
             node = self.producer.get(id(tensor))
-            if node and self.graph.nodes[node]["kind"] == "kv_append":
+            if node and self.graph.nodes[node]["kind"] == OpKind.KV_APPEND:
                 return node
         return None
 
@@ -298,22 +300,22 @@ def _is_mapped_leaf(module: torch.nn.Module) -> bool:
     return _is_leaf(module) and not _is_no_op(module)
 
 
-def _base(module_name: str, kind: str) -> dict:
-    return {"kind": kind, "module": module_name, "layer": layer_index(module_name)}
+def _base(module_name: str, kind: OpKind | str) -> dict:
+    return {"kind": str(kind), "module": module_name, "layer": layer_index(module_name)}
 
 
 def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
     if isinstance(module, torch.nn.Linear):
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
-        return {**_base(name, "linear"), "in_features": module.in_features,
+        return {**_base(name, OpKind.LINEAR), "in_features": module.in_features,
                 "out_features": module.out_features, "rows": rows}
     if isinstance(module, torch.nn.Embedding):
-        return {**_base(name, "embedding"), "rows": sym_numel(tuple(outputs[0].shape[:-1])),
+        return {**_base(name, OpKind.EMBEDDING), "rows": sym_numel(tuple(outputs[0].shape[:-1])),
                 "embedding_dim": module.embedding_dim, "num_embeddings": module.num_embeddings}
     cls = type(module).__name__
     if cls == "Conv1D" and hasattr(module, "nf"):  # GPT-2's linear layer, weight stored [in, out]
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
-        return {**_base(name, "linear"), "in_features": module.weight.shape[0],
+        return {**_base(name, OpKind.LINEAR), "in_features": module.weight.shape[0],
                 "out_features": module.nf, "rows": rows}
     for suffix, vector_op in VECTOR_MODULES.items():
         if cls.endswith(suffix):
@@ -335,12 +337,12 @@ def _matmul_attrs(module_name: str, inputs) -> dict:
     groups = 1
     for size in a[:-2]:
         groups *= size
-    return {**_base(module_name, "attn_matmul"), "groups": groups, "rows": sym_dim(a[-2]),
+    return {**_base(module_name, OpKind.ATTN_MATMUL), "groups": groups, "rows": sym_dim(a[-2]),
             "k": sym_dim(a[-1]), "n": sym_dim(b[-1])}
 
 
 def _vector_attrs(module_name: str, vector_op: str, outputs) -> dict:
-    return {**_base(module_name, "vector"), "vector_op": vector_op,
+    return {**_base(module_name, OpKind.VECTOR), "vector_op": vector_op,
             "elements": sym_numel(tuple(outputs[0].shape))}
 
 
@@ -349,5 +351,5 @@ def _kv_attrs(module_name: str, outputs) -> dict:
     shape = tuple(outputs[0].shape)
     cache = sym_numel(shape)
     new = Sym(cache.coef, cache.t_pow + cache.kv_pow, 0)  # the kv dim replaced by t
-    return {**_base(module_name, "kv_append"), "elements": cache, "new_elements": new}
+    return {**_base(module_name, OpKind.KV_APPEND), "elements": cache, "new_elements": new}
 

@@ -13,6 +13,7 @@ from functools import cached_property
 import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import Sym, eval_size
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)
@@ -39,7 +40,7 @@ class Op:
     """One unit of work of a step, in graph (topological) order."""
 
     name: str
-    kind: str  # linear | attn_matmul | vector | embedding | kv_append
+    kind: OpKind
     layer: int | None
     deps: tuple[int, ...]  # indices of earlier ops of the same step
     groups: int = 0  # independent matmuls (heads x batch)
@@ -121,7 +122,7 @@ class Workload:
         def kv_free(value) -> bool:
             terms = value if isinstance(value, tuple) else (value,)
             return all(not isinstance(term, Sym) or term.kv_pow == 0 for term in terms)
-        return {name for name in self.node_order if self.graph.nodes[name]["kind"] != "attn_matmul"
+        return {name for name in self.node_order if self.graph.nodes[name]["kind"] != OpKind.ATTN_MATMUL
                 and all(kv_free(v) for v in self.graph.nodes[name].values())}
 
     def _cached_op(self, name: str, step: Step) -> Op:
@@ -139,15 +140,15 @@ class Workload:
 
     def _op(self, name: str, step: Step, deps: tuple[int, ...]) -> Op:
         data = self.graph.nodes[name]
-        builder = getattr(self, f"_{data['kind']}", None)
+        builder = _OP_BUILDERS.get(data["kind"])
         if builder is None:
-            return Op(name, "noop", data["layer"], deps)
-        return builder(name, data, step, deps)
+            return Op(name, OpKind.NOOP, data["layer"], deps)
+        return builder(self, name, data, step, deps)
 
     def _linear(self, name, data, step: Step, deps) -> Op:
         fmt = parse_format(data["weight_format"], self.group_size)
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
-        return Op(name, "linear", data["layer"], deps, groups=1, rows=rows, k=data["in_features"],
+        return Op(name, OpKind.LINEAR, data["layer"], deps, groups=1, rows=rows, k=data["in_features"],
                   n=data["out_features"], weight_format=fmt, operand_tensor=name,
                   operand_bytes=data["weight_nbytes"])
 
@@ -155,21 +156,31 @@ class Workload:
         fmt = parse_format(f"fp{self.kv_bits}" if self.kv_bits == 16 else f"int{self.kv_bits}", self.group_size)
         source = data.get("kv_source")
         operand = self.kv_cache_bytes(source, step.kv) if source else 0
-        return Op(name, "attn_matmul", data["layer"], deps, groups=data["groups"] * step.batch,
+        return Op(name, OpKind.ATTN_MATMUL, data["layer"], deps, groups=data["groups"] * step.batch,
                   rows=eval_size(data["rows"], step.tokens, step.kv), k=eval_size(data["k"], step.tokens, step.kv),
                   n=eval_size(data["n"], step.tokens, step.kv), weight_format=fmt,
                   operand_tensor=source, operand_bytes=operand)
 
     def _vector(self, name, data, step: Step, deps) -> Op:
         elements = eval_size(data["elements"], step.tokens, step.kv) * step.batch
-        return Op(name, "vector", data["layer"], deps, vector_op=data["vector_op"], elements=elements)
+        return Op(name, OpKind.VECTOR, data["layer"], deps, vector_op=data["vector_op"], elements=elements)
 
     def _embedding(self, name, data, step: Step, deps) -> Op:
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
-        return Op(name, "embedding", data["layer"], deps,
+        return Op(name, OpKind.EMBEDDING, data["layer"], deps,
                   read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE, operand_tensor=name)
 
     def _kv_append(self, name, data, step: Step, deps) -> Op:
         new = eval_size(data["new_elements"], step.tokens, step.kv) * step.batch
-        return Op(name, "kv_append", data["layer"], deps, write_bytes=new * self.kv_bits // 8,
+        return Op(name, OpKind.KV_APPEND, data["layer"], deps, write_bytes=new * self.kv_bits // 8,
                   operand_tensor=name)
+
+
+# One builder per op kind: how a graph node of that kind becomes an op of a step.
+_OP_BUILDERS = {
+    OpKind.LINEAR: Workload._linear,
+    OpKind.ATTN_MATMUL: Workload._attn_matmul,
+    OpKind.VECTOR: Workload._vector,
+    OpKind.EMBEDDING: Workload._embedding,
+    OpKind.KV_APPEND: Workload._kv_append,
+}
