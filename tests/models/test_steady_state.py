@@ -40,7 +40,7 @@ CONFIGS = {
     "channel-range": ["memory.hbm.placement_channels=range", "memory.hbm.channel_range=[0, 24]"],
     "one-channel": ["memory.hbm.placement_channels=one"],  # tensors cannot be aligned: no reuse
     "8-axi-ports": ["memory.hbm.switch.ports_used=8"],
-    "3-banks": ["accelerator.weight_buffer.banks=3"],
+    "3-banks": ["accelerator.weight_buffer.banks=3", "accelerator.weight_buffer.bank_kib=6144"],
     "512KiB-banks": ["accelerator.weight_buffer.bank_kib=512"],
     "all-ddr": ["placement.weights=[ddr]", "placement.kv_cache=[ddr]", "placement.embeddings=[ddr]"],
 }

@@ -80,7 +80,7 @@ def test_one_process_per_component_with_every_traced_slice(traced_run):
     assert set(process.values()) == tracks | {"workload"}
     per_component = Count(process[e["pid"]] for e in events if e["ph"] == "X" and process[e["pid"]] != "workload")
     assert per_component == Count(s.track for s in run.slices)
-    assert sum(1 for e in events if e["ph"] == "C" and "banks in use" in e["name"]) == len(run.counters)
+    assert sum(1 for e in events if e["ph"] == "C" and "tiles held" in e["name"]) == len(run.counters)
 
 
 def test_transactions_carry_bytes_and_layer_and_memories_get_a_bandwidth_counter(traced_run):

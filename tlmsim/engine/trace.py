@@ -233,7 +233,7 @@ def component_order(track: str) -> tuple[int, str]:
 
 
 def _owner(counter_track: str) -> str:
-    """The component a counter belongs to ("weight_buffer banks in use" -> weight_buffer)."""
+    """The component a counter belongs to ("weight_buffer tiles held" -> weight_buffer)."""
     return counter_track.split(" ", 1)[0]
 
 
