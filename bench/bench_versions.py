@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 # Runs ``tlmsim.cli`` of the tree on PYTHONPATH only: an editable install's import hook
 # (setuptools' ``__editable__`` finders) would otherwise supply modules the tree lacks.
 ISOLATED_CLI = ("import runpy, sys; "
