@@ -77,3 +77,20 @@ def test_an_array_built_for_1_of_4_still_runs_dense_operands(ctx):
     pe = PeArray(ctx, "pe", cfg, 250, decoder_latency_cycles=4)
     assert pe.tile_cycles(parse_format("fp16"), Tile(1, 1, 64, 1, 0, 0, 64)) == 2 * 4
     assert pe.tile_cycles(parse_format("int4-1:4"), Tile(1, 1, 256, 1, 0, 0, 64)) == 2
+
+
+def test_a_narrow_bank_read_port_paces_the_tile_and_is_accounted_as_such(ctx, wire_pe):
+    """Compute 8 cycles, decode 4, bank read port 20 cycles: the tile takes 20 cycles; the
+    array waits 12 for the port, the decoder 16 for the weight buffer."""
+    env = ctx.env
+    pe = PeArray(ctx, "pe", PeArrayConfig(rows=1, cols=1, n=2, m=4, lanes=2), 250, decoder_latency_cycles=0)
+    decoder = WeightDecoder(ctx, "decoder", DecoderConfig(weights_per_cycle=8, latency_cycles=0), 250)
+    issuer = wire_pe(env, pe, decoder, read_ps=20 * 4000)
+    tile = Tile(1, 1, 64, 1, 0, 0, stored_weights=32)  # 64 inputs / 8 per beat = 8 beats; 32 / 8 = 4 cycles
+    fmt = parse_format("int4-2:4")
+    issuer.send(PeCommand("w", fmt, (tile,), Operands.WEIGHTS, (0, 0)))
+    env.run()
+    drain = pe.fill_cycles(pe.pe_params(fmt))
+    assert issuer.done == [((0, 0), (20 + drain) * 4000)]
+    assert pe.stats.time_ps["test"] == {"busy": 8 * 4000, "stall:waiting for buffer port": 12 * 4000}
+    assert decoder.stats.time_ps["test"] == {"busy": 4 * 4000, "stall:waiting for weight buffer": 16 * 4000}

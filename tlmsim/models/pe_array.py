@@ -147,9 +147,9 @@ class PeArray(Component):
                 if self.on_tile_start is not None:
                     self.on_tile_start(cmd, index)
                 self.activity, self.since = "operands", self.env.now
-                yield from operands.transport(BankAccess(BankCommand.READ, cmd.label))
+                data = yield from operands.transport(BankAccess(BankCommand.READ, cmd.label))
                 self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
-                yield from self._compute(cmd, tile)
+                yield from self._compute(cmd, tile, data.read_ps)
                 operands.request(BankAccess(BankCommand.RELEASE, cmd.label))
             self._finish_after_drain(cmd)
 
@@ -184,17 +184,22 @@ class PeArray(Component):
         if self.cmd is not None and unit.label == self.cmd.label and unit.step == self.cmd.work[0]:
             self.skip = (unit.first, unit.last)
 
-    def _compute(self, cmd: PeCommand, tile: Tile):
+    def _compute(self, cmd: PeCommand, tile: Tile, read_ps: int):
+        """Stream one tile out of its bank (``read_ps`` at the bank's read port), through the
+        decoder if it holds weights, into the array: the slowest of the three sets the pace."""
         self.activity = "compute"
         start = self.since = self.env.now
         compute = self._tile_ps(cmd.fmt, tile)
-        if cmd.decoded:  # the decoder streams the tile in lockstep: max(decode, compute)
-            decode = yield from self.decoder_port.transport(DecodeStream(cmd.label, tile.stored_weights, compute))
+        fed = max(compute, read_ps)
+        if cmd.decoded:  # the decoder streams the tile in lockstep: max(read, decode, compute)
+            decode = yield from self.decoder_port.transport(
+                DecodeStream(cmd.label, tile.stored_weights, compute, read_ps))
         else:
             decode = 0
-            yield self.env.timeout(compute)
+            yield self.env.timeout(fed)
         self.record("busy", start, start + compute, cmd.label, rows=tile.rows, k=tile.k, n=tile.n)
-        self.record("stall:waiting for decoder", start + compute, start + decode, cmd.label)
+        self.record("stall:waiting for buffer port", start + compute, start + fed, cmd.label)
+        self.record("stall:waiting for decoder", start + fed, start + decode, cmd.label)
 
     def _tile_ps(self, fmt: WeightFormat, tile: Tile) -> int:
         """Compute time of one tile (remembered: tiles repeat, a few shapes per op)."""
