@@ -129,3 +129,25 @@ def test_decode_speeds_up_monotonically_with_the_ports_used():
     channel_bound = nbytes / (32 * PC_SUSTAINED) * 1000
     assert channel_bound <= times[32] < 1.06 * channel_bound
     assert times[32] <= times[31] < 1.06 * channel_bound  # lateral links carry mini-switch 7's excess
+
+
+def test_a_port_of_its_own_no_slower_than_its_channel_never_binds(ctx):
+    # Why such ports carry no state (HbmSwitch.can_bind): the same bytes through a port at 14.4 GB/s
+    # end no later than on their 14.375 GB/s channel. Tracking the ports anyway changes no time.
+    import random
+
+    rng = random.Random(7)
+    requests = [(rng.randrange(0, 2**26, 32), rng.choice([32, 100, 4096, 2**16, 2**20]), rng.random() < 0.3,
+                 rng.choice([0, 0, 1_000, 50_000])) for _ in range(300)]
+    untracked, tracked = _hbm(ctx), _hbm(ctx)
+    assert not untracked.switch.can_bind
+    tracked.switch.can_bind = True
+    ends = {untracked: [], tracked: []}
+    for addr, nbytes, write, gap in requests:
+        if gap:
+            ctx.env.run(until=ctx.env.now + gap)
+        for mem, log in ends.items():
+            command = Command.WRITE if write else Command.READ
+            log.append(mem.schedule(Transaction(command, addr, nbytes, "t", "x", ctx.env.now)))
+    assert ends[tracked] == ends[untracked]
+    assert max(tracked.switch.port_free) > 0  # the ports were used

@@ -105,10 +105,11 @@ class HbmSwitch(Stateful):
     """When each used port and lateral link is next free (part of ``Memory``'s reuse state)."""
 
     REUSE_STATE = ("port_free", "link_free")
-    WIRING = ("cfg", "routes", "port_gbps", "link_gbps", "one_to_one")
+    WIRING = ("cfg", "routes", "port_gbps", "link_gbps", "one_to_one", "can_bind")
 
     def __init__(self, cfg: HbmSwitchConfig, channels: int, demand: range, channel_gbps: float,
-                 kernel_clock_mhz: float | None):
+                 channel_peak_gbps: float, kernel_clock_mhz: float | None):
+        """``channel_gbps``: a channel's sustained rate (routing); ``channel_peak_gbps``: its peak."""
         self.cfg = cfg
         self.port_gbps = cfg.port_gbps if kernel_clock_mhz is None else \
             min(cfg.port_gbps, cfg.kernel_side_gbps(kernel_clock_mhz))
@@ -116,13 +117,19 @@ class HbmSwitch(Stateful):
         self.routes = route(channels, cfg.ports_per_switch, cfg.masters_per_lateral, cfg.ports_used,
                             (demand.start, len(demand)), channel_gbps / self.port_gbps, cfg.lateral_fraction)
         self.one_to_one = self.routes.identity
+        # A port of its own at least as fast as its channel's peak never ends a transfer later
+        # than the channel does (same bytes, each queue starts no earlier): nothing to track,
+        # and no state that could keep identical layers from being reused.
+        self.can_bind = not (self.one_to_one and self.port_gbps >= channel_peak_gbps)
         self.port_free = [0] * channels
         self.link_free = [0] * self.routes.link_count
 
     def through(self, shares: list[tuple[int, int, int]], now: int) -> int:
         """Reserve the ports and links for (channel, local start, bytes) shares; returns the end."""
         last = now
-        if self.one_to_one:  # the flagship: each channel through its own port
+        if not self.can_bind:
+            return last
+        if self.one_to_one:  # each channel through its own, slower port
             free, gbps = self.port_free, self.port_gbps
             for ch, _, nbytes in shares:
                 begin = free[ch] if free[ch] > now else now
@@ -149,6 +156,8 @@ class HbmSwitch(Stateful):
 
     def boundary_state(self, frame: Frame) -> tuple:
         """Time until each port and link is free (0 once free: a free resource has no past)."""
+        if not self.can_bind:
+            return ()
         return tuple(max(f - frame.now, 0) for f in self.port_free), \
             tuple(max(f - frame.now, 0) for f in self.link_free)
 

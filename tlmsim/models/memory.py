@@ -112,7 +112,7 @@ class Memory(Component):
         sw, n = self.cfg.switch, self.cfg.channels
         demand = range(self.first_channel, self.first_channel + self.spread)
         sustained = self.channel_gbps * self.timing.streaming_efficiency()
-        self.switch = None if sw is None else HbmSwitch(sw, n, demand, sustained, kernel_clock_mhz)
+        self.switch = None if sw is None else HbmSwitch(sw, n, demand, sustained, self.channel_gbps, kernel_clock_mhz)
         self.hops = [0] * n if sw is None else list(self.switch.routes.hops)
         self.hop_ps = 0 if sw is None else ns_to_ps(sw.lateral_latency_ns)
         self.any_lateral = self.hop_ps > 0 and any(self.hops)
