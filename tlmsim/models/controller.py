@@ -326,7 +326,7 @@ class Controller(Component):
         elif op.kind == "embedding":
             self.start(self._memory_op(st, Command.READ, op.read_bytes, 0))
         elif op.kind == "kv_append":
-            offset = self.program.workload.kv_cache_bytes(op.name, st.step.kv - st.step.tokens)
+            offset = self.program.workload.kv_write_offset(op.name, st.step.kv - st.step.tokens)
             self.start(self._memory_op(st, Command.WRITE, op.write_bytes, offset))
         else:
             st.done.succeed()

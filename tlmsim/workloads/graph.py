@@ -33,7 +33,9 @@ import networkx as nx
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tlmsim.workloads import module_map
 from tlmsim.workloads.model_source import ModelError, one_line
+from tlmsim.workloads.module_map import NO_OP_MODULES, VECTOR_MODULES  # noqa: F401  (re-exported)
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
     TRACE_PAST,
@@ -52,14 +54,6 @@ ELEMENTWISE_OPS = {
     "add", "sub", "mul", "div", "neg", "pow", "rsqrt", "sqrt", "exp", "mean", "sum",
     "silu", "gelu", "tanh", "sigmoid", "relu", "cat", "where", "masked_fill", "maximum",
 }
-VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
-    "RMSNorm": "rmsnorm", "LayerNorm": "layernorm", "SiLU": "activation",
-    "SiLUActivation": "activation", "GELU": "activation", "GELUActivation": "activation",
-    "NewGELUActivation": "activation", "GELUTanh": "activation", "ReLU": "activation",
-    "RotaryEmbedding": "rope_table",
-}
-NO_OP_MODULES = ("Dropout", "Identity")  # identities at inference: no node, data flows through
-
 
 class ExtractionError(ModelError):
     """The extractor cannot turn this model into a layer graph."""
@@ -83,6 +77,9 @@ def build_meta_model(hf_config) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     hf_config._attn_implementation = "eager"  # attention as explicit matmul/softmax ops
+    # Mixture-of-experts banks gather the routed experts' weights instead of looping over the
+    # experts a token hit (a data-dependent loop that fake tensors cannot run).
+    hf_config._experts_implementation = "batched_mm"
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(hf_config)
 
@@ -99,13 +96,41 @@ def extract_layer_graph(
     recorder = _OpRecorder(model)
     recorder.trace()
     graph = recorder.graph
+    module_map.expand_composites(graph)
     for _, data in graph.nodes(data=True):
         if data["kind"] == "linear":
             fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
-            data.update(weight_format=fmt, weight_nbytes=nbytes)
-    graph.graph["model_type"] = model.config.model_type
-    graph.graph["num_layers"] = model.config.num_hidden_layers
+            data.update(weight_format=fmt, weight_nbytes=nbytes * data.get("experts", 1))  # every expert placed
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    module_map.split_fused_linears(graph, heads, getattr(cfg, "num_key_value_heads", None) or heads)
+    module_map.mark_sliding_windows(graph, sliding_windows(cfg))
+    _mark_tied_embeddings(model, graph)
+    module_map.renumber(graph)
+    graph.graph["model_type"] = cfg.model_type
+    graph.graph["num_layers"] = cfg.num_hidden_layers
     return graph
+
+
+def sliding_windows(cfg) -> dict[int, int]:
+    """Decoder layer -> attention window, for the layers that attend to a sliding window only."""
+    window = getattr(cfg, "sliding_window", None)
+    if not window or getattr(cfg, "use_sliding_window", True) is False:
+        return {}
+    types = getattr(cfg, "layer_types", None)
+    layers = range(cfg.num_hidden_layers)
+    return {i: window for i in layers if types is None or types[i] == "sliding_attention"}
+
+
+def _mark_tied_embeddings(model: torch.nn.Module, graph: nx.DiGraph) -> None:
+    """A tied input embedding is the lm_head's tensor: stored and counted once (phases.py)."""
+    head, table = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or table is None or head.weight is not table.weight:
+        return
+    names = {id(module): name for name, module in model.named_modules()}
+    head_name, table_name = names.get(id(head)), names.get(id(table))
+    if head_name in graph and table_name in graph:
+        graph.nodes[table_name]["tied_to"] = head_name
 
 
 def _check_dims_are_distinguishable(cfg) -> None:
@@ -131,6 +156,8 @@ class _OpRecorder(TorchDispatchMode):
         self.last_node: str | None = None
         self.modules = dict(model.named_modules())
         self.recording = False
+        self.composite: str | None = None  # the composite module (COMPOSITE_MODULES) being run
+        self.top_k = getattr(model.config, "num_experts_per_tok", None) or 1  # experts each token uses
 
     def trace(self) -> None:
         """Run the two-phase fake forward (fill the cache, then record one step)."""
@@ -164,6 +191,10 @@ class _OpRecorder(TorchDispatchMode):
     def _enter(self, name: str):
         def hook(module, args):
             self.module_stack.append(name)
+            if self.composite is not None:  # a part of a composite module: its ops are the composite's
+                return
+            if module_map.composite_of(type(module).__name__):
+                self.composite = name
             if self.recording and _is_mapped_leaf(module):
                 self._add_node(name, _base(name, "pending"), [])
         return hook
@@ -171,9 +202,12 @@ class _OpRecorder(TorchDispatchMode):
     def _leave(self, name: str):
         def hook(module, args, output):
             self.module_stack.pop()
+            if self.composite not in (None, name):
+                return
+            self.composite = None
             if self.recording and _is_mapped_leaf(module):
                 outputs = [o for o in _flat(output) if isinstance(o, torch.Tensor)]
-                self.graph.nodes[name].update(_leaf_attrs(name, module, outputs))
+                self.graph.nodes[name].update(_leaf_attrs(name, module, outputs, self.top_k))
         return hook
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -192,7 +226,7 @@ class _OpRecorder(TorchDispatchMode):
         """Return the node this op belongs to (creating it), or None for data movement."""
         if not self.module_stack:
             return None
-        module_name = self.module_stack[-1]
+        module_name = self.composite or self.module_stack[-1]
         if _is_no_op(self.modules[module_name]):
             return None
         if _is_leaf(self.modules[module_name]):
@@ -285,7 +319,8 @@ def _flat(value):
 
 
 def _is_leaf(module: torch.nn.Module) -> bool:
-    return not any(True for _ in module.children())
+    """No child modules, or a composite module (whose children are its parts)."""
+    return not any(True for _ in module.children()) or module_map.composite_of(type(module).__name__) is not None
 
 
 def _is_no_op(module: torch.nn.Module) -> bool:
@@ -302,7 +337,7 @@ def _base(module_name: str, kind: str) -> dict:
     return {"kind": kind, "module": module_name, "layer": layer_index(module_name)}
 
 
-def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
+def _leaf_attrs(name: str, module: torch.nn.Module, outputs, top_k: int = 1) -> dict:
     if isinstance(module, torch.nn.Linear):
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
         return {**_base(name, "linear"), "in_features": module.in_features,
@@ -315,18 +350,36 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
         return {**_base(name, "linear"), "in_features": module.weight.shape[0],
                 "out_features": module.nf, "rows": rows}
-    for suffix, vector_op in VECTOR_MODULES.items():
-        if cls.endswith(suffix):
-            return _vector_attrs(name, vector_op, outputs)
+    vector_op = module_map.vector_op_of(cls)
+    if vector_op is not None:
+        return _vector_attrs(name, vector_op, outputs)
+    parts = module_map.composite_of(cls)
+    if parts is not None:
+        return _composite_attrs(name, module, parts, outputs, top_k)
     if any(True for _ in module.parameters(recurse=False)):
         raise UnsupportedModuleError(
-            f"module '{name}' of type {cls} has weights but no hardware mapping; "
-            f"supported leaf modules: Linear, Embedding, {', '.join(sorted(VECTOR_MODULES))}")
+            f"module '{name}' of type {cls} has weights but no hardware mapping; add a row for it to "
+            f"COMPOSITE_MODULES in tlmsim/workloads/module_map.py (mapped: {module_map.supported_modules()})")
     if not any(o.is_floating_point() for o in outputs):
         return _base(name, "data")
     raise UnsupportedModuleError(
         f"module '{name}' of type {cls} computes on activations but has no hardware mapping; "
-        f"add it to VECTOR_MODULES in tlmsim/workloads/graph.py if the vector unit can run it")
+        f"add it to VECTOR_MODULES in tlmsim/workloads/module_map.py if the vector unit can run it")
+
+
+def _composite_attrs(name: str, module: torch.nn.Module, parts: tuple, outputs, top_k: int) -> dict:
+    """A leaf module that is several ops (expanded by module_map.expand_composites)."""
+    params = {key: tuple(p.shape) for key, p in module.named_parameters(recurse=False)}
+    missing = [what for kind, what in parts if kind != "vector" and what not in params]
+    if missing:
+        raise UnsupportedModuleError(f"module '{name}' of type {type(module).__name__} has no parameter "
+                                     f"'{missing[0]}' that its row in COMPOSITE_MODULES names; fix the row")
+    rows = sym_numel(tuple(outputs[0].shape[:-1]))
+    built, previous = [], None
+    for kind, what in parts:
+        previous = module_map.part_attrs(kind, what, name, layer_index(name), rows, params, top_k, previous)
+        built.append(previous)
+    return {**_base(name, "composite"), "parts": built}
 
 
 def _matmul_attrs(module_name: str, inputs) -> dict:

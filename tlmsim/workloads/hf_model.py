@@ -39,6 +39,7 @@ from tlmsim.workloads.symbols import layer_index
 VERIFIED_MODEL_TYPES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3", "gpt2", "gpt_neox",
     "opt", "falcon", "olmo", "olmo2", "granite", "stablelm", "starcoder2", "cohere",
+    "bitnet", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe",
 )
 
 # Size caps, checked before the model is built (docs/cache.md). The trace costs about
@@ -54,7 +55,7 @@ NODES_PER_LAYER = 40  # LLaMA has 20 graph nodes per decoder layer; allow twice 
 BYTES_PER_NODE = 10_000  # peak Python memory per node while tracing LLaMA-7B was ~9 KB
 
 _CODE = (  # the sources that shape a graph: their digest is part of the cache key
-    "graph.py", "symbols.py", "hf_model.py", "formats.py", "manifest.py", "model_source.py")
+    "graph.py", "symbols.py", "hf_model.py", "formats.py", "manifest.py", "model_source.py", "module_map.py")
 
 
 def layer_graph(model: str, weight_format: str, lm_head_format: str = "fp16", group_size: int = 128) -> nx.DiGraph:
@@ -206,10 +207,11 @@ def check_model_size(config, label: str) -> SizeEstimate:
     """Refuse, before building it, a model too large for the simulator (see the caps above)."""
     hidden = _positive(config, "hidden_size", label)
     mlp_field = _intermediate_field(config)
+    experts = getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None) or 1
     size = SizeEstimate(
         layers=_positive(config, "num_hidden_layers", label),
         hidden=hidden,
-        intermediate=_positive(config, mlp_field, label) if mlp_field else 4 * hidden,
+        intermediate=(_positive(config, mlp_field, label) if mlp_field else 4 * hidden) * experts,  # every expert
         vocab=_positive(config, "vocab_size", label),
     )
     _positive(config, "num_attention_heads", label)

@@ -1,0 +1,154 @@
+"""Which hardware ops a model's modules become: data tables, and the graph rewrites they drive.
+
+The graph extractor (``graph.py``) makes one node per call of a leaf module. What that
+node is comes from the tables here, not from code per model family:
+
+* ``VECTOR_MODULES``: leaf modules the vector unit runs (norms, activations, RoPE);
+* ``COMPOSITE_MODULES``: leaf modules that are several ops in a row, e.g. a mixture-of-
+  experts bank (gate/up matmul, activation, down matmul) or a top-k router (matmul,
+  softmax); each ``linear``/``experts`` part names the parameter that is its weight;
+* ``FUSED_LINEARS``: linears that stack several real matrices (Phi-3's ``qkv_proj`` and
+  ``gate_up_proj``, GPT-2's ``c_attn``), split into those matrices' real shapes;
+* ``NO_OP_MODULES``: identities at inference (dropout).
+
+A new family usually needs a table row, not a code path. The rewrites work on the
+plain-data graph (no torch), so they are tested on hand-built graphs.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from tlmsim.workloads.symbols import Sym
+
+VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
+    "RMSNorm": "rmsnorm", "LayerNorm": "layernorm", "RotaryEmbedding": "rope_table",
+    "SiLU": "activation", "SiLUActivation": "activation", "GELU": "activation", "GELUActivation": "activation",
+    "GELUTanh": "activation", "ReLU": "activation", "ReLU6": "activation", "LeakyReLU": "activation",
+    "Tanh": "activation", "Sigmoid": "activation", "Hardswish": "activation", "MishActivation": "activation",
+    "ReLUSquaredActivation": "activation",  # BitNet b1.58's ReLU^2 (hidden_act "relu2")
+    "LaplaceActivation": "activation", "SqrtSoftplusActivation": "activation",
+}
+
+# Leaf module class name suffix -> its ops in data-flow order:
+#   ("linear", param)   a matmul with the module's own [out, in] parameter ``param``
+#   ("experts", param)  the same for a bank of experts, ``param`` is [experts, out, in]; a token
+#                       uses ``num_experts_per_tok`` of them (phases.py streams only those)
+#   ("vector", op)      a vector-unit op over the previous part's outputs
+COMPOSITE_MODULES = {
+    "TopKRouter": (("linear", "weight"), ("vector", "softmax")),  # Mixtral, OLMoE, Qwen2-/Qwen3-MoE: softmax + top-k
+    "Experts": (("experts", "gate_up_proj"), ("vector", "activation"), ("experts", "down_proj")),
+}
+
+# Fused linear (leaf attribute name) -> the matrices stacked along its outputs, each with its
+# share in units of the config: "heads" = num_attention_heads, "kv_heads" = num_key_value_heads.
+_QKV = (("q_proj", "heads"), ("k_proj", "kv_heads"), ("v_proj", "kv_heads"))
+FUSED_LINEARS = {
+    "qkv_proj": _QKV,  # Phi-3
+    "c_attn": _QKV,  # GPT-2 (Conv1D)
+    "query_key_value": _QKV,  # GPT-NeoX, Falcon
+    "W_pack": _QKV,  # Baichuan
+    "gate_up_proj": (("gate_proj", "one"), ("up_proj", "one")),  # Phi-3
+}
+
+NO_OP_MODULES = ("Dropout", "Identity")  # identities at inference: no node, data flows through
+
+
+def vector_op_of(cls: str) -> str | None:
+    """The vector-unit op of a leaf module class, or None."""
+    return next((op for suffix, op in VECTOR_MODULES.items() if cls.endswith(suffix)), None)
+
+
+def composite_of(cls: str) -> tuple | None:
+    """The op parts of a composite leaf module class, or None."""
+    return next((parts for suffix, parts in COMPOSITE_MODULES.items() if cls.endswith(suffix)), None)
+
+
+def supported_modules() -> str:
+    """The mapped leaf module kinds, for error messages."""
+    return ", ".join(["Linear", "Conv1D", "Embedding", *sorted(VECTOR_MODULES), *sorted(COMPOSITE_MODULES)])
+
+
+# ---- rewrites of the traced graph --------------------------------------------------------
+
+
+def expand_composites(graph: nx.DiGraph) -> None:
+    """Replace every node holding ``parts`` by a chain of its parts (inputs to the first,
+    outputs from the last)."""
+    for node in [n for n, d in graph.nodes(data=True) if "parts" in d]:
+        parts = graph.nodes[node]["parts"]
+        names = [f"{node}.{p['module'].rsplit('.', 1)[-1] if p['kind'] != 'vector' else p['vector_op']}"
+                 for p in parts]
+        _replace(graph, node, list(zip(names, parts)), chain=True)
+
+
+def split_fused_linears(graph: nx.DiGraph, heads: int, kv_heads: int) -> None:
+    """Split each fused linear into its stacked matrices (same inputs and consumers, exact
+    byte shares of the fused tensor); left whole if its width does not divide as expected."""
+    units = {"heads": heads, "kv_heads": kv_heads, "one": 1}
+    for node, data in list(graph.nodes(data=True)):
+        spec = FUSED_LINEARS.get(data["module"].rsplit(".", 1)[-1])
+        if data["kind"] != "linear" or spec is None or "experts" in data:
+            continue
+        shares = [units[unit] for _, unit in spec]
+        if data["out_features"] % sum(shares):
+            continue
+        width = data["out_features"] // sum(shares)
+        parent = data["module"].rsplit(".", 1)[0]
+        parts, first = [], 0
+        for (suffix, _), share in zip(spec, shares):
+            rows = share * width
+            nbytes = _share(data["weight_nbytes"], first + rows, data["out_features"]) - _share(
+                data["weight_nbytes"], first, data["out_features"])
+            parts.append((f"{parent}.{suffix}", {**data, "out_features": rows, "weight_nbytes": nbytes,
+                                                 "fused_in": data["module"]}))
+            first += rows
+        if not any(name in graph for name, _ in parts):
+            _replace(graph, node, parts, chain=False)
+
+
+def mark_sliding_windows(graph: nx.DiGraph, window_of_layer: dict[int, int]) -> None:
+    """Bound the KV reads and cache of each sliding-window layer's attention to its window."""
+    for _, data in graph.nodes(data=True):
+        window = window_of_layer.get(data["layer"])
+        if window and data["kind"] in ("attn_matmul", "kv_append"):
+            data["window"] = window
+
+
+def renumber(graph: nx.DiGraph) -> None:
+    """Make ``order`` 0..N-1 again after rewrites (ties broken by insertion)."""
+    for i, node in enumerate(sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])):
+        graph.nodes[node]["order"] = i
+
+
+def _replace(graph: nx.DiGraph, node: str, parts: list[tuple[str, dict]], chain: bool) -> None:
+    """Put ``parts`` (name, attrs) where ``node`` was, in a chain or side by side."""
+    preds, succs, order = list(graph.predecessors(node)), list(graph.successors(node)), graph.nodes[node]["order"]
+    graph.remove_node(node)
+    step = 1 / (len(parts) + 1)  # orders stay between node's neighbours until renumber()
+    previous = None
+    for i, (name, attrs) in enumerate(parts):
+        graph.add_node(name, **{**attrs, "order": order + i * step})
+        sources = [previous] if chain and previous else preds
+        graph.add_edges_from((src, name) for src in sources)
+        if not chain or i == len(parts) - 1:
+            graph.add_edges_from((name, dst) for dst in succs)
+        previous = name
+
+
+def _share(total: int, part: int, parts: int) -> int:
+    return total * part // parts
+
+
+def part_attrs(kind: str, what: str, module: str, layer: int | None, rows: Sym, params: dict,
+               top_k: int, previous: dict | None) -> dict:
+    """Attributes of one part of a composite module (``params``: parameter name -> shape)."""
+    base = {"kind": "vector" if kind == "vector" else "linear", "layer": layer}
+    if kind == "vector":
+        width = previous["out_features"] * previous.get("experts_per_token", 1)
+        return {**base, "module": module, "vector_op": what, "elements": rows * Sym(width)}
+    shape = params[what]
+    attrs = {**base, "module": f"{module}.{what}", "in_features": shape[-1], "out_features": shape[-2], "rows": rows}
+    if kind == "experts":
+        attrs.update(experts=shape[0], experts_per_token=top_k)
+    return attrs
