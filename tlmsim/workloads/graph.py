@@ -85,30 +85,29 @@ def build_meta_model(hf_config) -> torch.nn.Module:
 
 
 def extract_layer_graph(
-    model: torch.nn.Module, weight_info: Callable[[str, int, int], tuple[str, int]]
+    model: torch.nn.Module, weight_info: Callable[[str, int, int], tuple[str, int]] | None = None
 ) -> nx.DiGraph:
     """Trace ``model`` and return its layer graph.
 
     ``weight_info(module_name, out_features, in_features)`` gives each linear layer's
-    weight format name and exact packed bytes.
+    weight format name and exact packed bytes; without it the linears have none yet
+    (``module_map.assign_weights`` adds them: the graph's shape does not depend on them).
     """
     _check_dims_are_distinguishable(model.config)
     recorder = _OpRecorder(model)
     recorder.trace()
     graph = recorder.graph
-    module_map.expand_composites(graph)
-    for _, data in graph.nodes(data=True):
-        if data["kind"] == "linear":
-            fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
-            data.update(weight_format=fmt, weight_nbytes=nbytes * data.get("experts", 1))  # every expert placed
     cfg = model.config
     heads = cfg.num_attention_heads
+    module_map.expand_composites(graph)
     module_map.split_fused_linears(graph, heads, getattr(cfg, "num_key_value_heads", None) or heads)
     module_map.mark_sliding_windows(graph, sliding_windows(cfg))
     _mark_tied_embeddings(model, graph)
     module_map.renumber(graph)
     graph.graph["model_type"] = cfg.model_type
     graph.graph["num_layers"] = cfg.num_hidden_layers
+    if weight_info is not None:
+        module_map.assign_weights(graph, weight_info)
     return graph
 
 
@@ -358,8 +357,9 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs, top_k: int = 1) -> 
         return _composite_attrs(name, module, parts, outputs, top_k)
     if any(True for _ in module.parameters(recurse=False)):
         raise UnsupportedModuleError(
-            f"module '{name}' of type {cls} has weights but no hardware mapping; add a row for it to "
-            f"COMPOSITE_MODULES in tlmsim/workloads/module_map.py (mapped: {module_map.supported_modules()})")
+            f"module '{name}' of type {cls} has weights but no hardware mapping; map its class in "
+            f"tlmsim/workloads/module_map.py (VECTOR_MODULES for a norm or activation, COMPOSITE_MODULES for "
+            f"matmuls with its own parameters)")
     if not any(o.is_floating_point() for o in outputs):
         return _base(name, "data")
     raise UnsupportedModuleError(

@@ -64,11 +64,6 @@ def composite_of(cls: str) -> tuple | None:
     return next((parts for suffix, parts in COMPOSITE_MODULES.items() if cls.endswith(suffix)), None)
 
 
-def supported_modules() -> str:
-    """The mapped leaf module kinds, for error messages."""
-    return ", ".join(["Linear", "Conv1D", "Embedding", *sorted(VECTOR_MODULES), *sorted(COMPOSITE_MODULES)])
-
-
 # ---- rewrites of the traced graph --------------------------------------------------------
 
 
@@ -83,8 +78,8 @@ def expand_composites(graph: nx.DiGraph) -> None:
 
 
 def split_fused_linears(graph: nx.DiGraph, heads: int, kv_heads: int) -> None:
-    """Split each fused linear into its stacked matrices (same inputs and consumers, exact
-    byte shares of the fused tensor); left whole if its width does not divide as expected."""
+    """Split each fused linear into its stacked matrices (same inputs and consumers; each part
+    remembers its rows of the fused tensor); left whole if its width does not divide as expected."""
     units = {"heads": heads, "kv_heads": kv_heads, "one": 1}
     for node, data in list(graph.nodes(data=True)):
         spec = FUSED_LINEARS.get(data["module"].rsplit(".", 1)[-1])
@@ -97,14 +92,30 @@ def split_fused_linears(graph: nx.DiGraph, heads: int, kv_heads: int) -> None:
         parent = data["module"].rsplit(".", 1)[0]
         parts, first = [], 0
         for (suffix, _), share in zip(spec, shares):
-            rows = share * width
-            nbytes = _share(data["weight_nbytes"], first + rows, data["out_features"]) - _share(
-                data["weight_nbytes"], first, data["out_features"])
-            parts.append((f"{parent}.{suffix}", {**data, "out_features": rows, "weight_nbytes": nbytes,
-                                                 "fused_in": data["module"]}))
-            first += rows
+            parts.append((f"{parent}.{suffix}", {**data, "out_features": share * width, "fused_in": data["module"],
+                                                 "fused_out_features": data["out_features"], "fused_first": first}))
+            first += share * width
         if not any(name in graph for name, _ in parts):
             _replace(graph, node, parts, chain=False)
+
+
+def assign_weights(graph: nx.DiGraph, weight_info) -> None:
+    """Give every linear its weight format and packed bytes: ``weight_info(module, out, in)``.
+
+    An expert bank stores each expert as its own matrix (all of them are placed); a part of
+    a fused linear gets its exact share (by rows) of the fused tensor as stored."""
+    for _, data in graph.nodes(data=True):
+        if data["kind"] != "linear":
+            continue
+        if "fused_in" in data:
+            total = data["fused_out_features"]
+            fmt, nbytes = weight_info(data["fused_in"], total, data["in_features"])
+            first = data["fused_first"]
+            nbytes = _share(nbytes, first + data["out_features"], total) - _share(nbytes, first, total)
+        else:
+            fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
+            nbytes *= data.get("experts", 1)
+        data.update(weight_format=fmt, weight_nbytes=nbytes)
 
 
 def mark_sliding_windows(graph: nx.DiGraph, window_of_layer: dict[int, int]) -> None:
