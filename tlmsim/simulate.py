@@ -9,11 +9,13 @@ import networkx as nx
 
 from tlmsim.config import Config
 from tlmsim.engine.timebase import ps_to_s
-from tlmsim.models.accelerator import Accelerator, StepRecord
+from tlmsim.models.accelerator import Accelerator
+from tlmsim.models.roofline import StepRecord
 from tlmsim.output import tlmsim_version
 from tlmsim.report import default_window, summary_block
 from tlmsim.results import BOUNDING_ROLES, SCHEMA_VERSION, RunResult, with_roles
 from tlmsim.workloads.hf_model import layer_graph
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.phases import Workload, embedding_table_bytes
 
 log = logging.getLogger("tlmsim.simulate")
@@ -123,10 +125,10 @@ def _weights(acc: Accelerator) -> dict:
     formats: dict[str, int] = {}
     decoder = embedding = 0
     for _, data in graph.nodes(data=True):
-        if data["kind"] == "linear":
+        if data["kind"] == OpKind.LINEAR:
             formats[data["weight_format"]] = formats.get(data["weight_format"], 0) + data["weight_nbytes"]
             decoder += data["weight_nbytes"] if data["layer"] is not None else 0
-        elif data["kind"] == "embedding":
+        elif data["kind"] == OpKind.EMBEDDING:
             embedding += embedding_table_bytes(data)
     placed = {m: acc.placement.bytes_in(m) for m in acc.memories}
     total = sum(formats.values())
@@ -142,7 +144,7 @@ def storage_per_weight(graph: nx.DiGraph, group_size: int) -> dict[str, float]:
     from tlmsim.workloads.formats import STORAGE_FORMATS, parse_format
 
     shapes = [(d["out_features"], d["in_features"]) for _, d in graph.nodes(data=True)
-              if d["kind"] == "linear" and d["layer"] is not None]
+              if d["kind"] == OpKind.LINEAR and d["layer"] is not None]
     dense = sum(o * i for o, i in shapes)
     table = {}
     for spec in STORAGE_FORMATS:
@@ -153,7 +155,7 @@ def storage_per_weight(graph: nx.DiGraph, group_size: int) -> dict[str, float]:
 
 
 def _op(rec) -> dict:
-    return {"name": rec.name, "kind": rec.kind, "layer": rec.layer, "step": rec.step, "phase": rec.phase,
+    return {"name": rec.name, "kind": str(rec.kind), "layer": rec.layer, "step": rec.step, "phase": rec.phase,
             "time_s": ps_to_s(rec.end_ps - rec.start_ps), "start_s": ps_to_s(rec.start_ps),
             "roofline_s": ps_to_s(rec.bound_ps), "bound_by": rec.bound_by,
             "demand_s": {k: ps_to_s(v) for k, v in rec.demands_ps.items()},

@@ -13,10 +13,13 @@ import simpy
 
 from tlmsim.config import validate_config
 from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.payload import Command, Transaction
-from tlmsim.engine.ports import TargetPort, connect
-from tlmsim.models.controller import Controller, Program
+from tlmsim.engine.payload import Command, Completion, Transaction
+from tlmsim.engine.ports import InitiatorPort, QueueTarget, TargetPort, connect
+from tlmsim.models.controller import Controller
+from tlmsim.models.pe_array import PeCommand
 from tlmsim.models.placement import Placement
+from tlmsim.models.program import Program
+from tlmsim.models.vector_unit import VectorCommand
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.phases import Workload
 from tlmsim.workloads.symbols import Sym
@@ -283,29 +286,36 @@ def _diamond():
     return graph
 
 
-def _unit(env, queue, duration_ps, log):
+class _Unit:
     """A stand-in execution unit: one command at a time, each ``duration_ps`` long."""
-    def run():
+
+    def __init__(self, env, payload_type, duration_ps, log):
+        self.commands = QueueTarget(env, "unit", payload_type)
+        self.done_port = InitiatorPort("unit", Completion)
+        env.process(self.run(env, duration_ps, log))
+
+    def run(self, env, duration_ps, log):
         while True:
-            cmd = yield queue.get()
+            cmd = yield self.commands.get()
             log.append((cmd.label, env.now))
             yield env.timeout(duration_ps)
-            cmd.done.succeed()
-    env.process(run())
+            self.done_port.request(Completion(cmd.work, cmd.label, env.now))
 
 
 def _controller(ctx, program, memories=(), pe_ps=100 * NS, vector_ps=10 * NS):
-    pe_queue, vector_queue = simpy.Store(ctx.env), simpy.Store(ctx.env)
     started = []
-    _unit(ctx.env, pe_queue, pe_ps, started)
-    _unit(ctx.env, vector_queue, vector_ps, started)
+    pe_unit = _Unit(ctx.env, PeCommand, pe_ps, started)
+    vector_unit = _Unit(ctx.env, VectorCommand, vector_ps, started)
     records = []
 
     def step_done(step, start, end, states):
         records.append((step.index, start, end, [(st.op.name, st.first_issue_ps, st.done_ps) for st in states]))
 
-    controller = Controller(ctx, "controller", program, pe_queue, vector_queue, None, None, list(memories),
-                            on_step_done=step_done)
+    controller = Controller(ctx, "controller", program, list(memories), on_step_done=step_done)
+    connect(controller.pe_port, pe_unit.commands)
+    connect(controller.vector_port, vector_unit.commands)
+    for unit in (pe_unit, vector_unit):
+        connect(unit.done_port, controller.completions)
     return controller, records, started
 
 

@@ -1,16 +1,14 @@
 """Weight decoder: ceil(stored weights / weights_per_cycle) cycles per tile, its fixed
 latency paid once per op (in the PE array's drain), in lockstep with the PEs.
 
-The decoder is passive: the PE array asks it how long a tile takes and records the
-decoder's busy time and back-pressure. Times are worked by hand in picoseconds
+The PE array streams each weight tile through the decoder's port with its own compute
+time; the decoder records its busy time and the back-pressure from the PEs. Times are worked by hand in picoseconds
 (250 MHz: 4000 ps per cycle).
 """
 
-import simpy
-
 from tlmsim.config import DecoderConfig, PeArrayConfig
 from tlmsim.models.decoder import WeightDecoder
-from tlmsim.models.pe_array import PeArray, PeCommand
+from tlmsim.models.pe_array import Operands, PeArray, PeCommand
 from tlmsim.models.tiling import Tile
 from tlmsim.workloads.formats import parse_format
 
@@ -30,31 +28,16 @@ def _decoder(ctx, per_cycle=8, latency=4, clock=250):
     return WeightDecoder(ctx, "decoder", DecoderConfig(weights_per_cycle=per_cycle, latency_cycles=latency), clock)
 
 
-class _Ready:
-    """An operand buffer whose tiles are always there."""
-
-    def __init__(self, env):
-        self.env = env
-
-    def take(self):
-        yield self.env.timeout(0)
-
-    def release(self):
-        pass
-
-
-def _run(ctx, commands):
+def _run(ctx, commands, wire_pe):
     """Run (label, tiles, decoded) commands back to back; returns [(label, done ps)]."""
     env = ctx.env
     decoder = _decoder(ctx)
-    pe = PeArray(ctx, "pe", PE, 250, simpy.Store(env), decoder)
-    log = []
-    for label, tiles, decoded in commands:
-        done = env.event()
-        done.callbacks.append(lambda _e, label=label: log.append((label, env.now)))
-        pe.commands.put(PeCommand(label, FMT, tiles, _Ready(env), decoded, done))
+    pe = PeArray(ctx, "pe", PE, 250, decoder.cfg.latency_cycles)
+    issuer = wire_pe(env, pe, decoder)
+    issuer.send(*[PeCommand(label, FMT, tuple(tiles), Operands.WEIGHTS if decoded else Operands.KV, (0, label))
+                  for label, tiles, decoded in commands])
     env.run()
-    return log, decoder, pe
+    return [(work[1], t) for work, t in issuer.done], decoder, pe
 
 
 def test_decode_cycles_round_up_to_whole_cycles(ctx):
@@ -85,8 +68,8 @@ def test_roofline_bound_is_the_throughput_time(ctx):
     assert dec.ideal_ps(8_388_608) == 2048 * CYCLE
 
 
-def test_a_decoder_bound_tile_stalls_the_pes_and_adds_the_latency_once(ctx):
-    log, decoder, pe = _run(ctx, [("op", [HEAVY], True)])
+def test_a_decoder_bound_tile_stalls_the_pes_and_adds_the_latency_once(ctx, wire_pe):
+    log, decoder, pe = _run(ctx, [("op", [HEAVY], True)], wire_pe)
     # 13 decode cycles (> 8 compute), then PE drain 2 + decoder latency 4
     assert log == [("op", (13 + PE_DRAIN + 4) * CYCLE)]
     assert decoder.stats.time_ps["test"]["busy"] == 13 * CYCLE
@@ -95,16 +78,16 @@ def test_a_decoder_bound_tile_stalls_the_pes_and_adds_the_latency_once(ctx):
     assert pe.stats.time_ps["test"]["stall:waiting for decoder"] == 5 * CYCLE
 
 
-def test_a_compute_bound_tile_back_pressures_the_decoder(ctx):
-    log, decoder, pe = _run(ctx, [("op", [LIGHT], True)])
+def test_a_compute_bound_tile_back_pressures_the_decoder(ctx, wire_pe):
+    log, decoder, pe = _run(ctx, [("op", [LIGHT], True)], wire_pe)
     assert log == [("op", (8 + PE_DRAIN + 4) * CYCLE)]
     assert decoder.stats.time_ps["test"]["busy"] == 4 * CYCLE
     assert decoder.stats.time_ps["test"]["stall:back-pressure from PEs"] == 4 * CYCLE
     assert "stall:waiting for decoder" not in pe.stats.time_ps["test"]
 
 
-def test_tiles_of_one_op_decode_back_to_back_and_pay_the_latency_once(ctx):
-    log, decoder, _ = _run(ctx, [("op", [LIGHT, HEAVY, LIGHT], True)])
+def test_tiles_of_one_op_decode_back_to_back_and_pay_the_latency_once(ctx, wire_pe):
+    log, decoder, _ = _run(ctx, [("op", [LIGHT, HEAVY, LIGHT], True)], wire_pe)
     # each tile takes max(decode, compute): 8, 13, 8 cycles; then the drain once
     assert log == [("op", (8 + 13 + 8 + PE_DRAIN + 4) * CYCLE)]
     busy = [(s.start_ps, s.end_ps) for s in ctx.tracer.slices if s.track == "decoder" and s.state == "busy"]
@@ -114,8 +97,8 @@ def test_tiles_of_one_op_decode_back_to_back_and_pay_the_latency_once(ctx):
     assert times["stall:back-pressure from PEs"] == (4 + 4) * CYCLE
 
 
-def test_the_next_op_streams_while_the_previous_one_drains(ctx):
-    log, decoder, _ = _run(ctx, [("first", [LIGHT], True), ("second", [LIGHT], True)])
+def test_the_next_op_streams_while_the_previous_one_drains(ctx, wire_pe):
+    log, decoder, _ = _run(ctx, [("first", [LIGHT], True), ("second", [LIGHT], True)], wire_pe)
     # the second op's tile starts right after the first's last beat (cycle 8), not after its drain
     assert log == [("first", (8 + 6) * CYCLE), ("second", (16 + 6) * CYCLE)]
     busy = [(s.name, s.start_ps, s.end_ps) for s in ctx.tracer.slices if s.track == "decoder"
@@ -123,8 +106,8 @@ def test_the_next_op_streams_while_the_previous_one_drains(ctx):
     assert busy == [("first", 0, 4 * CYCLE), ("second", 8 * CYCLE, 12 * CYCLE)]
 
 
-def test_kv_tiles_bypass_the_decoder(ctx):
-    log, decoder, _ = _run(ctx, [("attn", [HEAVY], False)])
+def test_kv_tiles_bypass_the_decoder(ctx, wire_pe):
+    log, decoder, _ = _run(ctx, [("attn", [HEAVY], False)], wire_pe)
     # only the 8 compute cycles and the PE drain: no decode time, no decoder latency
     assert log == [("attn", (8 + PE_DRAIN) * CYCLE)]
     assert not decoder.stats.time_ps["test"]

@@ -29,3 +29,20 @@ class Transaction:
             raise ValueError(f"transaction of {self.nbytes} bytes: must be > 0")
         if self.addr < 0:
             raise ValueError(f"negative address {self.addr}")
+
+
+@dataclass(frozen=True)
+class Response:
+    """A target's answer to a transaction: when it completed."""
+
+    txn: Transaction
+    done_ps: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A unit tells whoever issued a command that its work ``work`` (the issuer's own id) is done."""
+
+    work: object
+    label: str
+    done_ps: int

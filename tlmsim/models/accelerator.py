@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import simpy
 from pydantic import Field
 
 from tlmsim.engine.component import SimContext
@@ -14,15 +12,18 @@ from tlmsim.engine.ports import connect
 from tlmsim.engine.reuse import Environment
 from tlmsim.engine.trace import Tracer
 from tlmsim.models.buffer import ActivationBufferConfig, BankedBuffer, BufferConfig
-from tlmsim.models.controller import Controller, OpState, Program
+from tlmsim.models.controller import Controller
 from tlmsim.models.decoder import DecoderConfig, WeightDecoder
 from tlmsim.models.dma import Dma
 from tlmsim.models.memory import Memory
-from tlmsim.models.pe_array import PeArray, PeArrayConfig
+from tlmsim.models.pe_array import Operands, PeArray, PeArrayConfig
 from tlmsim.models.placement import Placement
+from tlmsim.models.program import OpState, Program
+from tlmsim.models.roofline import Roofline, StepRecord
 from tlmsim.models.steady_state import SteadyStateReuse
 from tlmsim.models.vector_unit import VectorUnit, VectorUnitConfig
-from tlmsim.workloads.phases import Op, Step, Workload, embedding_table_bytes
+from tlmsim.workloads.ops import OpKind
+from tlmsim.workloads.phases import Step, Workload, embedding_table_bytes
 
 if TYPE_CHECKING:  # the composed config is the application's; components only read it
     from tlmsim.config import Config
@@ -48,43 +49,6 @@ class AcceleratorConfig(Section):
     vector_unit: VectorUnitConfig
 
 
-@dataclass
-class OpRecord:
-    """What one op did: its simulated span and its analytic (roofline) demands."""
-
-    name: str
-    kind: str
-    layer: int | None
-    step: int
-    phase: str
-    start_ps: int
-    end_ps: int
-    demands_ps: dict[str, int]
-    bytes_by_memory: dict[str, int]
-
-    @property
-    def bound_ps(self) -> int:
-        """Roofline bound: the largest single-resource demand."""
-        return max(self.demands_ps.values(), default=0)
-
-    @property
-    def bound_by(self) -> str:
-        """The resource with the largest demand."""
-        return max(self.demands_ps, key=self.demands_ps.get) if self.demands_ps else "none"
-
-
-@dataclass
-class StepRecord:
-    """Timing and roofline totals of one step."""
-
-    step: Step
-    start_ps: int
-    end_ps: int
-    demands_ps: dict[str, int]
-    bytes_by_memory: dict[str, int]
-    ops: list[OpRecord] = field(default_factory=list)
-
-
 class Accelerator:
     """The whole simulated system for one config and workload."""
 
@@ -97,9 +61,8 @@ class Accelerator:
         self.ctx = SimContext(self.env, Tracer())
         self.placement = self._place_tensors()
         self.steps: list[StepRecord] = []
-        self._demands: dict[tuple, tuple] = {}
-        self._shared_demands: dict[tuple[int, int], tuple[dict, dict]] = {}
         self._build()
+        self.roofline = Roofline(self.memories, self.pe_array, self.decoder, self.vector_unit, self.placement)
 
     def _build(self) -> None:
         acc, ctx = self.cfg.accelerator, self.ctx
@@ -107,7 +70,6 @@ class Accelerator:
         self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer)
         self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer)
         self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)
-        pe_commands, vector_commands = simpy.Store(self.env), simpy.Store(self.env)
         self.program = Program(self.env, self.cfg, self.workload, self.placement)
         self.program.check_fits()
         ctx.register(self.program)  # its op progress and skip tables are reuse state
@@ -116,17 +78,29 @@ class Accelerator:
         ctx.phase = self.program.steps[0].phase
         ctx.tracer.enabled = Controller.traced(self.cfg, self.program.steps[0])
         names = list(self.memories)
-        self.weight_dma = Dma(ctx, "weight_dma", names, self.weight_buffer, self.program.weight_descriptors())
-        self.kv_dma = Dma(ctx, "kv_dma", names, self.kv_buffer, self.program.kv_descriptors())
-        self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, pe_commands, self.decoder,
+        self.weight_dma = Dma(ctx, "weight_dma", names, self.program.weight_descriptors())
+        self.kv_dma = Dma(ctx, "kv_dma", names, self.program.kv_descriptors())
+        self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, acc.decoder.latency_cycles,
                                 on_tile_start=self._tile_start)
-        self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz, vector_commands)
-        self.controller = Controller(ctx, "controller", self.program, pe_commands, vector_commands,
-                                     self.weight_buffer, self.kv_buffer, names, self._step_done, self._layer_start)
+        self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz)
+        self.controller = Controller(ctx, "controller", self.program, names, self._step_done, self._layer_start)
+        self._wire()
+        self.reuse = SteadyStateReuse(ctx, self.program, self.placement, self.cfg.simulation.reuse_identical_layers)
+
+    def _wire(self) -> None:
+        """Bind every initiator port to its target (payload types are checked here)."""
         for initiator in (self.weight_dma, self.kv_dma, self.controller):
             for mem, port in initiator.ports.items():
                 connect(port, self.memories[mem].target)
-        self.reuse = SteadyStateReuse(ctx, self.program, self.placement, self.cfg.simulation.reuse_identical_layers)
+        connect(self.weight_dma.buffer_port, self.weight_buffer.write_port)
+        connect(self.kv_dma.buffer_port, self.kv_buffer.write_port)
+        connect(self.pe_array.operand_ports[Operands.WEIGHTS], self.weight_buffer.read_port)
+        connect(self.pe_array.operand_ports[Operands.KV], self.kv_buffer.read_port)
+        connect(self.pe_array.decoder_port, self.decoder.stream_port)
+        connect(self.controller.pe_port, self.pe_array.commands)
+        connect(self.controller.vector_port, self.vector_unit.commands)
+        connect(self.pe_array.done_port, self.controller.completions)
+        connect(self.vector_unit.done_port, self.controller.completions)
 
     def _layer_start(self, step: Step, layer: int, states: list[OpState]) -> None:
         self.reuse.at_layer_start(step, layer, states)
@@ -140,9 +114,9 @@ class Accelerator:
         nodes = self.workload.node_order
         kinds = {n: graph.nodes[n]["kind"] for n in nodes}
         of_kind = lambda kind: [n for n in nodes if kinds[n] == kind]  # noqa: E731
-        placement.place("kv_cache", {n: self.workload.kv_cache_bytes(n, final_kv) for n in of_kind("kv_append")})
-        placement.place("weights", {n: graph.nodes[n]["weight_nbytes"] for n in of_kind("linear")})
-        placement.place("embeddings", {n: embedding_table_bytes(graph.nodes[n]) for n in of_kind("embedding")})
+        placement.place("kv_cache", {n: self.workload.kv_cache_bytes(n, final_kv) for n in of_kind(OpKind.KV_APPEND)})
+        placement.place("weights", {n: graph.nodes[n]["weight_nbytes"] for n in of_kind(OpKind.LINEAR)})
+        placement.place("embeddings", {n: embedding_table_bytes(graph.nodes[n]) for n in of_kind(OpKind.EMBEDDING)})
         return placement
 
     def run(self) -> list[StepRecord]:
@@ -163,74 +137,7 @@ class Accelerator:
         self.reuse.finish_step(step.index, states)
         start, end = self.reuse.real_time(start), self.reuse.real_time(end)
         keep = self.keep_ops == "all" or step.index in (0, 1, len(self.program.steps) - 1)
-        records = []
-        if keep:
-            demands, moved = self._add_demands({}, {}, states)
-            records = [OpRecord(st.op.name, st.op.kind, st.op.layer, st.step.index, st.step.phase, st.first_issue_ps,
-                                st.done_ps, *map(dict, self._op_demands(st))) for st in states]
-        else:  # the ops shared by steps with as many new tokens are summed once
-            shared = self.workload.kv_independent_nodes
-            key = (step.tokens, step.batch)
-            if key not in self._shared_demands:
-                self._shared_demands[key] = self._add_demands({}, {}, [st for st in states if st.op.name in shared])
-            demands, moved = map(dict, self._shared_demands[key])
-            self._add_demands(demands, moved, [st for st in states if st.op.name not in shared])
-        for mem, nbytes in moved.items():
-            demands[mem] = self.memories[mem].min_transfer_ps(nbytes)
+        demands, moved, records = self.roofline.step(step, states, self.workload.kv_independent_nodes, keep)
         self.steps.append(StepRecord(step, start, end, demands, moved, records))
         if self.progress is not None:
             self.progress(len(self.steps), len(self.program.steps), step.phase)
-
-    def _add_demands(self, demands: dict[str, int], moved: dict[str, int],
-                     states: list[OpState]) -> tuple[dict[str, int], dict[str, int]]:
-        """Add the compute demands and bytes of ``states`` to the totals (memory demands follow
-        from the bytes of the whole step)."""
-        for st in states:
-            op_demands, op_moved = self._op_demands(st)
-            for key, value in op_demands.items():
-                if key not in self.memories:
-                    demands[key] = demands.get(key, 0) + value
-            for mem, nbytes in op_moved.items():
-                moved[mem] = moved.get(mem, 0) + nbytes
-        return demands, moved
-
-    def _op_demands(self, st: OpState) -> tuple[dict[str, int], dict[str, int]]:
-        """(roofline demands, bytes per memory) of one op (remembered for ops that decode steps
-        share: the same op and tile objects, or the same vector op size)."""
-        op = st.op
-        if op.kind == "linear":
-            key = (id(op), id(st.tiles))
-        elif op.kind == "vector":
-            key = (op.vector_op, op.elements)
-        else:
-            key = None
-        found = self._demands.get(key) if key is not None else None
-        if found is not None:
-            return found[2], found[3]
-        moved = self.op_bytes(st)
-        demands = {mem: self.memories[mem].min_transfer_ps(nbytes) for mem, nbytes in moved.items()}
-        demands.update(self.op_compute_demands(op, st))
-        if key is not None:
-            self._demands[key] = (op, st.tiles, demands, moved)  # op and tiles kept: their ids stay unique
-        return demands, moved
-
-    def op_bytes(self, st: OpState) -> dict[str, int]:
-        """Bytes the op moves, per memory."""
-        op = st.op
-        if op.kind in ("linear", "attn_matmul") and st.tiles:
-            return {self.placement[op.operand_tensor].memory: sum(t.nbytes for t in st.tiles)}
-        if op.kind in ("embedding", "kv_append"):
-            return {self.placement[op.operand_tensor].memory: op.read_bytes + op.write_bytes}
-        return {}
-
-    def op_compute_demands(self, op: Op, st: OpState) -> dict[str, int]:
-        """Roofline compute demands of an op on the PE array, decoder and vector unit."""
-        if op.kind == "vector":
-            return {"vector_unit": self.vector_unit.ideal_ps(op.vector_op, op.elements)}
-        if op.kind not in ("linear", "attn_matmul") or not st.tiles:
-            return {}
-        work = sum(t.rows * t.stored_weights for t in st.tiles)
-        demands = {"pe_array": self.pe_array.ideal_ps(op.weight_format, 1, work)}
-        if op.kind == "linear":
-            demands["decoder"] = self.decoder.ideal_ps(sum(t.stored_weights for t in st.tiles))
-        return demands

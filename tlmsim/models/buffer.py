@@ -1,9 +1,11 @@
 """Banked on-chip buffer (URAM/BRAM) with ping-pong semantics and real back-pressure.
 
-A producer first ``reserve()``s a free bank (it stalls while all banks hold data not
-yet consumed), then ``fill()``s it with a tile whose data arrives when its event
-fires. The consumer ``take()``s tiles in fill order, waiting for data if needed, and
-``release()``s the bank when done with it.
+Two directed ports, one per side. The producer (a DMA) sends ``RESERVE`` on
+``write_port`` to take a free bank (it stalls while all banks hold data not yet
+consumed), then ``WRITE`` to hand it a tile whose data arrives when the memory's
+response fires. The consumer (the PE array) sends ``READ`` on ``read_port`` to take the
+tiles in fill order, waiting for data if needed, and ``RELEASE`` to free the bank when
+done with it.
 
 Each bank is a row of URAM/BRAM blocks side by side, so it moves
 ``cfg.bank_width_bits`` per clock on its write port and as much on its read port:
@@ -14,6 +16,8 @@ filling the bank or a PE array reading it cannot beat.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 import simpy
@@ -21,8 +25,11 @@ from pydantic import Field
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import ON_CHIP_KIB, Section
+from tlmsim.engine.payload import Response
+from tlmsim.engine.ports import TargetPort
 from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
+from tlmsim.engine.units import ceil_div
 
 # One physical block per kind: (KiB, data bits per port per cycle). XCU280 UltraRAM is
 # 4K x 72 bit (288 Kb); a BRAM36 in simple dual-port mode is 512 x 72 bit (36 Kb). Both
@@ -54,8 +61,8 @@ class BufferConfig(Section):
     def blocks_per_bank(self) -> int:
         """Physical blocks of one bank: enough for its capacity and for its width."""
         block_kib, block_bits = ON_CHIP_BLOCKS[self.memory]
-        for_capacity = -(-self.bank_kib // block_kib)
-        for_width = -(-(self.width_bits or 0) // block_bits)
+        for_capacity = ceil_div(self.bank_kib, block_kib)  # kib may be fractional
+        for_width = ceil_div(self.width_bits or 0, block_bits)
         return int(max(for_capacity, for_width))
 
     @property
@@ -76,6 +83,25 @@ class ActivationBufferConfig(Section):
     memory: Literal["uram", "bram"] = "uram"
 
 
+class BankCommand(Enum):
+    """What a producer or consumer asks of a banked buffer."""
+
+    RESERVE = "reserve"  # producer, blocking: take a free bank
+    WRITE = "write"  # producer: the reserved bank receives a tile (data in when ``arrival`` fires)
+    READ = "read"  # consumer, blocking: the next tile, once its data is in
+    RELEASE = "release"  # consumer: the bank of the tile just used is free again
+
+
+@dataclass(frozen=True)
+class BankAccess:
+    """One request to a banked buffer."""
+
+    command: BankCommand
+    label: str
+    nbytes: int = 0
+    arrival: simpy.Event | None = None  # WRITE: the memory's response event for the tile
+
+
 class BankedBuffer(Component):
     """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer.
 
@@ -85,7 +111,7 @@ class BankedBuffer(Component):
 
     role = "buffer"
     REUSE_STATE = ("free", "filled", "_producer", "_consumer", "taking")
-    WIRING = ("cfg", "clock_mhz", "bank_bytes")
+    WIRING = ("cfg", "clock_mhz", "bank_bytes", "write_port", "read_port")
 
     def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
@@ -93,10 +119,28 @@ class BankedBuffer(Component):
         self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
         self.bank_bytes = cfg.bank_bytes
         self.free = cfg.banks  # banks neither reserved nor holding data
-        self.filled: deque[simpy.Event] = deque()  # data-ready events of tiles in fill order
+        self.filled: deque[simpy.Event] = deque()  # arrival events of tiles in fill order
         self._producer: simpy.Event | None = None  # fires when a bank is released
         self._consumer: simpy.Event | None = None  # fires when a tile is filled
-        self.taking: simpy.Event | None = None  # data-ready event of the tile the consumer waits for
+        self.taking: simpy.Event | None = None  # arrival event of the tile the consumer waits for
+        self.write_port = TargetPort(name, BankAccess, self._serve_producer, self._notify_producer)
+        self.read_port = TargetPort(name, BankAccess, self._serve_consumer, self._notify_consumer)
+
+    def _serve_producer(self, access: BankAccess):
+        _expect(access, BankCommand.RESERVE, self.name)
+        yield from self.reserve()
+
+    def _notify_producer(self, access: BankAccess) -> None:
+        _expect(access, BankCommand.WRITE, self.name)
+        self.fill(access.arrival, access.nbytes)
+
+    def _serve_consumer(self, access: BankAccess):
+        _expect(access, BankCommand.READ, self.name)
+        return (yield from self.take())
+
+    def _notify_consumer(self, access: BankAccess) -> None:
+        _expect(access, BankCommand.RELEASE, self.name)
+        self.release()
 
     def reserve(self):
         """Generator: wait until a bank is free, then hold it for the producer."""
@@ -105,25 +149,25 @@ class BankedBuffer(Component):
             yield self._producer
         self.free -= 1
 
-    def fill(self, data_ready: simpy.Event, nbytes: int) -> None:
-        """Hand the reserved bank a tile whose data is complete when ``data_ready`` fires."""
+    def fill(self, arrival: simpy.Event, nbytes: int) -> None:
+        """Hand the reserved bank a tile whose data is complete when ``arrival`` fires."""
         if nbytes > self.bank_bytes:
             raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a bank of {self.bank_bytes} B")
-        self.filled.append(data_ready)
+        self.filled.append(arrival)
         self._trace_occupancy()
         if self._consumer is not None:
             waiting, self._consumer = self._consumer, None
             waiting.succeed()
 
     def take(self):
-        """Generator: wait for the next tile in order and return its payload."""
+        """Generator: wait for the next tile in order and return the memory's response for it."""
         while not self.filled:
             self._consumer = self.env.event()
             yield self._consumer
-        data_ready = self.taking = self.filled.popleft()
-        payload = yield data_ready
+        arrival = self.taking = self.filled.popleft()
+        response = yield arrival
         self.taking = None
-        return payload
+        return response
 
     def release(self) -> None:
         """Free the bank of the tile the consumer finished."""
@@ -145,7 +189,7 @@ class BankedBuffer(Component):
         """Shortest time to write ``nbytes`` into one bank through its write port."""
         if not self.clock_mhz:
             return 0
-        return cycles_to_ps(-(-nbytes // self.port_bytes_per_cycle()), self.clock_mhz)
+        return cycles_to_ps(ceil_div(nbytes, self.port_bytes_per_cycle()), self.clock_mhz)
 
     def drain_ps(self, nbytes: int) -> int:
         """Shortest time to read ``nbytes`` out of one bank (the read port is as wide)."""
@@ -167,9 +211,17 @@ class BankedBuffer(Component):
             self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
 
 
-def _due(event: simpy.Event, frame: Frame):
-    """When a tile's data is in, relative to the boundary ("in" once it is; -1 if the event
-    does not say: due_ps is set by Memory.request)."""
-    if event.processed:
+def _due(arrival: simpy.Event, frame: Frame):
+    """When a tile's data is in, relative to the boundary ("in" once it is): the memory's
+    response says when (a timeout's value is known when it is scheduled)."""
+    if arrival.processed:
         return "in"
-    return frame.time(getattr(event, "due_ps", frame.now - 1))
+    response = arrival.value
+    if not isinstance(response, Response):
+        raise TypeError(f"a buffer tile's arrival carries {type(response).__name__}, not a memory Response")
+    return frame.time(response.done_ps)
+
+
+def _expect(access: BankAccess, command: BankCommand, name: str) -> None:
+    if access.command is not command:
+        raise ValueError(f"{name}: {access.command.value} sent to the port that takes {command.value}")

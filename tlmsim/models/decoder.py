@@ -1,18 +1,23 @@
 """Weight decoder: expands N:M indices and dequantizes INT4/ternary codes for the PEs.
 
 It streams element by element into the PE array, so at tile level decoder and PEs
-work in lockstep (``PeArray`` charges each tile max(decode, compute)). This passive
-model only answers how long a tile takes to decode.
+work in lockstep: the PE array sends each weight tile through ``stream_port`` with the
+time it needs to consume it, and the tile takes max(decode, consume). The decoder
+accounts its own busy time and the back-pressure from the PEs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pydantic import Field
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import CYCLES, Section
+from tlmsim.engine.ports import TargetPort
 from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
+from tlmsim.engine.units import ceil_div
 
 
 class DecoderConfig(Section):
@@ -22,25 +27,45 @@ class DecoderConfig(Section):
     latency_cycles: int = Field(4, **CYCLES)
 
 
+@dataclass(frozen=True)
+class DecodeStream:
+    """Stream one weight tile of ``stored_weights`` to a consumer that needs ``consume_ps`` for it."""
+
+    label: str
+    stored_weights: int
+    consume_ps: int
+
+
 class WeightDecoder(Component):
     """Decodes ``weights_per_cycle`` stored weights per cycle after a fixed latency."""
 
     role = "compute"
-    WIRING = ("cfg", "clock_mhz")
+    WIRING = ("cfg", "clock_mhz", "stream_port")
 
     def __init__(self, ctx: SimContext, name: str, cfg: DecoderConfig, clock_mhz: float):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz
+        self.stream_port = TargetPort(name, DecodeStream, self.stream)
+
+    def stream(self, tile: DecodeStream):
+        """Blocking transport: decode ``tile`` in lockstep with its consumer; returns the
+        decode time once both are done."""
+        start = self.env.now
+        decode = self.decode_ps(tile.stored_weights)
+        yield self.env.timeout(max(decode, tile.consume_ps))
+        self.record("busy", start, start + decode, tile.label, weights=tile.stored_weights)
+        self.record("stall:back-pressure from PEs", start + decode, start + tile.consume_ps, tile.label)
+        return decode
 
     def boundary_state(self, frame: Frame) -> tuple:
-        """Nothing: the decoder has no state of its own (the PE array records its work)."""
+        """Nothing: a tile in the stream is the PE array's state (its process waits on it)."""
         return ()
 
     def decode_cycles(self, stored_weights: int) -> int:
         """Cycles a tile occupies the decoder (its latency overlaps the stream; the PE
         array adds it once to an op's drain)."""
-        return -(-stored_weights // self.cfg.weights_per_cycle)
+        return ceil_div(stored_weights, self.cfg.weights_per_cycle)
 
     def decode_ps(self, stored_weights: int) -> int:
         """Time to decode a tile."""

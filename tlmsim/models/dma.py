@@ -18,17 +18,17 @@ from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.payload import Command, Transaction
 from tlmsim.engine.ports import InitiatorPort
 from tlmsim.engine.protocol import Frame, RepeatUnit
+from tlmsim.models.buffer import BankAccess, BankCommand
 
 
 @dataclass(frozen=True)
 class Descriptor:
-    """Read ``nbytes`` at ``addr`` of ``memory`` into the next bank; deliver ``payload``."""
+    """Read ``nbytes`` at ``addr`` of ``memory`` into the next bank."""
 
     memory: str
     addr: int
     nbytes: int
     label: str
-    payload: Any
     wait_for: simpy.Event | None = None
     on_issue: Any = None  # callable(now_ps) told when the read is issued
     tag: Any = None  # what the read belongs to (opaque to the DMA; the controller's op state)
@@ -37,17 +37,17 @@ class Descriptor:
 
 
 class Dma(Component):
-    """One DMA channel feeding one banked buffer."""
+    """One DMA channel feeding one banked buffer (``buffer_port`` binds to its write port)."""
 
     role = "transfer"
     # ``descriptors`` is read in order: where the chain goes on from is ``current``.
     REUSE_STATE = ("descriptors", "current", "activity", "since", "in_flight", "busy_since", "idle_since")
-    WIRING = ("ports", "buffer")
+    WIRING = ("ports", "buffer_port")
 
-    def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], buffer, descriptors: Iterable[Descriptor]):
+    def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], descriptors: Iterable[Descriptor]):
         super().__init__(ctx, name)
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}
-        self.buffer = buffer
+        self.buffer_port = InitiatorPort(name, BankAccess)
         self.descriptors = descriptors
         self.current: Descriptor | None = None  # the descriptor being issued
         self.activity = "start"  # dependency | reserve | issue | done
@@ -69,7 +69,7 @@ class Dma(Component):
             desc = self.current  # ``advance`` may have moved it past skipped tiles
             if desc.on_issue is not None:
                 desc.on_issue(self.env.now)
-            self.buffer.fill(self._read(desc), desc.nbytes)
+            self.buffer_port.request(BankAccess(BankCommand.WRITE, desc.label, desc.nbytes, self._read(desc)))
         self.current = None
         self._begin_activity("done")
 
@@ -79,17 +79,17 @@ class Dma(Component):
     def _reserve_bank(self, label: str):
         # Waiting while reads are still in flight is not a stall: the DMA is busy then.
         self._begin_activity("reserve")
-        yield from self.buffer.reserve()
+        yield from self.buffer_port.transport(BankAccess(BankCommand.RESERVE, label))
         if self.in_flight == 0:
             self.record("stall:buffer full", max(self.since, self.idle_since), self.env.now, label)
         self._begin_activity("issue")
 
     def _read(self, desc: Descriptor) -> simpy.Event:
-        """Issue the read; the returned event fires with the payload when the data is in."""
+        """Issue the read; the returned event fires with the memory's response when the data is in."""
         self._begin()
         txn = Transaction(Command.READ, desc.addr, desc.nbytes, self.name, desc.label, self.env.now)
         self.stats.add_count(self.ctx.phase, "bytes", desc.nbytes)
-        arrived = self.ports[desc.memory].request(txn, value=desc.payload)
+        arrived = self.ports[desc.memory].request(txn)
         arrived.callbacks.append(self._end)
         return arrived
 

@@ -24,7 +24,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import BANDWIDTH_GBPS, PORTS, TIME_NS, Section, list_to_tuple
-from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.payload import Command, Response, Transaction
 from tlmsim.engine.ports import TargetPort
 from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.timebase import ns_to_ps, transfer_ps
@@ -136,12 +136,12 @@ class Memory(Component):
 
     def transport(self, txn: Transaction):
         """Blocking transport: serve ``txn``; returns its completion time in ps."""
-        done = yield self.request(txn)
-        return done
+        response = yield self.request(txn)
+        return response.done_ps
 
-    def request(self, txn: Transaction, value=None):
+    def request(self, txn: Transaction):
         """Non-blocking transport: reserve the channels now; the returned event fires at
-        completion with ``value`` (default: the completion time). One event per request."""
+        completion with the ``Response`` (already known: one event per request)."""
         if txn.addr + txn.nbytes > self.addressable_bytes:
             raise ValueError(f"{self.name}: access [{txn.addr}, {txn.addr + txn.nbytes}) beyond capacity "
                              f"({self.addressable_bytes} B reachable)")
@@ -151,9 +151,7 @@ class Memory(Component):
         if self.ctx.tracer.enabled:
             self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
                                   bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
-        event = self.env.timeout(done - start, value=done if value is None else value)
-        event.due_ps = done  # when the data is in: BankedBuffer.boundary_state reads it
-        return event
+        return self.env.timeout(done - start, value=Response(txn, done))
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""

@@ -14,12 +14,17 @@ The drain overlaps the next op's first beats. II and the PE latency come from
 ``pe_core`` — the same parameters the RTL is built with, checked cycle-exactly by
 tests/rtl (one 1-pass tile on a 1x1 array takes exactly ``dot_cycles``). Weight
 tiles stream through the decoder in lockstep: a tile takes max(decode, compute).
+
+Ports: ``commands`` (a queue of frozen ``PeCommand``s from the controller), one read
+port per operand buffer (``operand_ports``), ``decoder_port`` (the weight stream) and
+``done_port`` (a ``Completion`` per command once its results are out).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 
 import simpy
 from pydantic import Field, model_validator
@@ -27,9 +32,13 @@ from pydantic import Field, model_validator
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import Section
 from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.protocol import Frame
+from tlmsim.engine.payload import Completion
+from tlmsim.engine.ports import InitiatorPort, QueueTarget
+from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.timebase import cycles_to_ps
-from tlmsim.models.decoder import WeightDecoder
+from tlmsim.engine.units import ceil_div
+from tlmsim.models.buffer import BankAccess, BankCommand
+from tlmsim.models.decoder import DecodeStream
 from tlmsim.models.pe_core import PeParams, beats_for, initiation_interval, latency_cycles
 from tlmsim.models.tiling import Tile
 from tlmsim.workloads.formats import WeightFormat
@@ -70,104 +79,128 @@ def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
                           f"set it to true or use an INT format")
 
 
-@dataclass
+class Operands(Enum):
+    """Where a matmul's streamed operand comes from (each buffer has its own read port)."""
+
+    WEIGHTS = "weights"  # the weight buffer; tiles pass the decoder
+    KV = "kv"  # the KV buffer; tiles bypass the decoder
+
+
+@dataclass(frozen=True)
 class PeCommand:
-    """Run ``tiles`` of one op, taking operands from ``source`` (a BankedBuffer)."""
+    """Run ``tiles`` of one op on operands from ``operands``; ``work`` is the issuer's id
+    for it (its step first), returned in the ``Completion``."""
 
     label: str
     fmt: WeightFormat
-    tiles: list[Tile]
-    source: object
-    decoded: bool  # weight tiles pass the decoder; KV tiles bypass it
-    done: simpy.Event
-    skipped: list[int] = field(default_factory=list)  # tiles [first, last] skipped by steady-state reuse
-    tag: object = None  # what the command belongs to (opaque to the array; the controller's op state)
+    tiles: tuple[Tile, ...]
+    operands: Operands
+    work: tuple[int, Hashable]
+
+    @property
+    def decoded(self) -> bool:
+        """Weight tiles pass the decoder; KV tiles bypass it."""
+        return self.operands is Operands.WEIGHTS
 
 
 class PeArray(Component):
     """Executes matmul commands tile by tile."""
 
     role = "compute"
-    REUSE_STATE = ("cmd", "tile_index", "activity", "since", "incoming", "draining")
-    WIRING = ("cfg", "clock_mhz", "commands", "decoder", "on_tile_start")
+    REUSE_STATE = ("cmd", "tile_index", "skip", "activity", "since", "incoming", "draining")
+    WIRING = ("cfg", "clock_mhz", "decoder_latency_cycles", "commands", "operand_ports", "decoder_port", "done_port",
+              "on_tile_start")
     CACHES = ("_tile_times", "_params")
 
-    def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float,
-                 commands: simpy.Store, decoder: WeightDecoder,
+    def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float, decoder_latency_cycles: int,
                  on_tile_start: Callable[[PeCommand, int], None] | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz
-        self.commands = commands
-        self.decoder = decoder
+        self.decoder_latency_cycles = decoder_latency_cycles  # added once to a decoded op's drain
+        self.commands = QueueTarget(ctx.env, name, PeCommand)
+        self.operand_ports = {source: InitiatorPort(name, BankAccess) for source in Operands}
+        self.decoder_port = InitiatorPort(name, DecodeStream)
+        self.done_port = InitiatorPort(name, Completion)
         self.on_tile_start = on_tile_start  # called with (command, tile index) before each tile
         self.cmd: PeCommand | None = None  # the command being executed
         self.tile_index = 0
+        self.skip: tuple[int, int] | None = None  # tiles of ``cmd`` left out by steady-state reuse
         self.activity = "idle"  # idle | operands | compute
         self.since = 0  # when the current activity began
         self.incoming: simpy.Event | None = None  # the request for the next command while idle
         self.draining: list[tuple[int, str]] = []  # (when its results are out, label) of finished commands
-        self._tile_times: dict[tuple, tuple[int, int]] = {}
+        self._tile_times: dict[tuple, int] = {}
         self._params: dict[WeightFormat, PeParams] = {}
         self.process = self.start(self.run())
 
     def run(self):
         """Take commands in order; for each tile wait for operands, then compute."""
         while True:
-            self.cmd, self.activity = None, "idle"
+            self.cmd, self.skip, self.activity = None, None, "idle"
             self.incoming = self.commands.get()
             cmd = self.cmd = yield self.incoming
             self.incoming = None
-            for self.tile_index in tile_order(cmd.tiles, cmd.skipped):
-                tile = cmd.tiles[self.tile_index]
+            operands = self.operand_ports[cmd.operands]
+            for index in tile_order(len(cmd.tiles), self._skipped):
+                self.tile_index, tile = index, cmd.tiles[index]
                 if self.on_tile_start is not None:
-                    self.on_tile_start(cmd, self.tile_index)
+                    self.on_tile_start(cmd, index)
                 self.activity, self.since = "operands", self.env.now
-                yield from cmd.source.take()
+                yield from operands.transport(BankAccess(BankCommand.READ, cmd.label))
                 self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
                 yield from self._compute(cmd, tile)
-                cmd.source.release()
+                operands.request(BankAccess(BankCommand.RELEASE, cmd.label))
             self._finish_after_drain(cmd)
 
+    def _skipped(self) -> tuple[int, int] | None:
+        return self.skip
+
     def _finish_after_drain(self, cmd: PeCommand) -> None:
-        drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder.cfg.latency_cycles if cmd.decoded else 0)
+        drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder_latency_cycles if cmd.decoded else 0)
         drain_ps = cycles_to_ps(drain, self.clock_mhz)
         self.draining.append((self.env.now + drain_ps, cmd.label))
         self.env.timeout(drain_ps, value=cmd).callbacks.append(self._drained)
 
     def _drained(self, event: simpy.Event) -> None:
-        """The last results of a command left the array: the op is done."""
-        self.draining.remove((self.env.now, event.value.label))
-        event.value.done.succeed()
+        """The last results of a command left the array: tell the issuer."""
+        cmd = event.value
+        self.draining.remove((self.env.now, cmd.label))
+        self.done_port.request(Completion(cmd.work, cmd.label, self.env.now))
 
     def boundary_state(self, frame: Frame) -> tuple:
-        """Activity and since when, the command and tile (relative to the boundary), queued
-        commands, a command on its way in, and the commands still draining."""
+        """Activity and since when, the command and tile (relative to the boundary), its skipped
+        tiles, queued commands, a command on its way in, and the commands still draining."""
         cmd, incoming = self.cmd, self.incoming
         since = frame.time(self.since) if self.activity != "idle" else 0  # an idle array records nothing
         tile = self.tile_index if cmd is None else frame.index(cmd.label, self.tile_index)
         arriving = frame.name(incoming.value.label) if incoming is not None and incoming.triggered else None
-        return (self.activity, since, None if cmd is None else frame.name(cmd.label), tile,
-                tuple(frame.name(c.label) for c in self.commands.items), arriving,
+        return (self.activity, since, None if cmd is None else frame.name(cmd.label), tile, self.skip,
+                tuple(frame.name(c.label) for c in self.commands.queued()), arriving,
                 tuple((frame.time(due), frame.name(label)) for due, label in self.draining))
+
+    def advance(self, unit: RepeatUnit) -> None:
+        """Leave the skipped tiles of the running command out (the tile loop reads ``skip``)."""
+        if self.cmd is not None and unit.label == self.cmd.label and unit.step == self.cmd.work[0]:
+            self.skip = (unit.first, unit.last)
 
     def _compute(self, cmd: PeCommand, tile: Tile):
         self.activity = "compute"
         start = self.since = self.env.now
-        compute, decode = self._tile_ps(cmd.fmt, tile, cmd.decoded)
-        yield self.env.timeout(max(compute, decode))
+        compute = self._tile_ps(cmd.fmt, tile)
+        if cmd.decoded:  # the decoder streams the tile in lockstep: max(decode, compute)
+            decode = yield from self.decoder_port.transport(DecodeStream(cmd.label, tile.stored_weights, compute))
+        else:
+            decode = 0
+            yield self.env.timeout(compute)
         self.record("busy", start, start + compute, cmd.label, rows=tile.rows, k=tile.k, n=tile.n)
         self.record("stall:waiting for decoder", start + compute, start + decode, cmd.label)
-        if cmd.decoded:
-            self.decoder.record("busy", start, start + decode, cmd.label, weights=tile.stored_weights)
-            self.decoder.record("stall:back-pressure from PEs", start + decode, start + compute, cmd.label)
 
-    def _tile_ps(self, fmt: WeightFormat, tile: Tile, decoded: bool) -> tuple[int, int]:
-        """(compute ps, decode ps) of one tile (remembered: tiles repeat, a few shapes per op)."""
-        key = (fmt, tile, decoded)
+    def _tile_ps(self, fmt: WeightFormat, tile: Tile) -> int:
+        """Compute time of one tile (remembered: tiles repeat, a few shapes per op)."""
+        key = (fmt, tile)
         if key not in self._tile_times:
-            compute = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
-            self._tile_times[key] = compute, self.decoder.decode_ps(tile.stored_weights) if decoded else 0
+            self._tile_times[key] = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
         return self._tile_times[key]
 
     def pe_params(self, fmt: WeightFormat) -> PeParams:
@@ -191,18 +224,18 @@ class PeArray(Component):
         if fmt.sparse:
             beats = beats_for(self.pe_params(fmt), k)
         else:
-            beats = -(-k // (self.cfg.n * self.cfg.lanes))
+            beats = ceil_div(k, self.cfg.n * self.cfg.lanes)
         return beats * self.bits_factor(fmt)
 
     def bits_factor(self, fmt: WeightFormat) -> int:
         """Beats per group: weights wider than the multiplier are processed in slices."""
         if fmt.encoding == "ternary":
             return 1
-        return -(-fmt.value_bits // self.cfg.native_weight_bits)
+        return ceil_div(fmt.value_bits, self.cfg.native_weight_bits)
 
     def tile_cycles(self, fmt: WeightFormat, tile: Tile) -> int:
         """Cycles one tile occupies the array (its beats; see the module docstring)."""
-        passes = tile.groups * -(-tile.rows // self.cfg.rows) * -(-tile.n // self.cfg.cols)
+        passes = tile.groups * ceil_div(tile.rows, self.cfg.rows) * ceil_div(tile.n, self.cfg.cols)
         return passes * self.beats_per_pass(fmt, tile.k) * initiation_interval(self.pe_params(fmt))
 
     def fill_cycles(self, pe: PeParams) -> int:
@@ -216,16 +249,17 @@ class PeArray(Component):
     def ideal_ps(self, fmt: WeightFormat, rows: int, stored_weights: int) -> int:
         """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
         work = rows * stored_weights * self.bits_factor(fmt)
-        return cycles_to_ps(-(-work // self.multipliers()), self.clock_mhz)
+        return cycles_to_ps(ceil_div(work, self.multipliers()), self.clock_mhz)
 
 
-def tile_order(tiles: list[Tile], skipped: list[int]):
-    """Indices of ``tiles`` in order, leaving out the range ``skipped`` holds (read as it goes:
-    the program sets it only for tiles no reader has reached, see ``Program.advance``)."""
+def tile_order(count: int, skipped: Callable[[], tuple[int, int] | list[int] | None]) -> Iterator[int]:
+    """Indices ``0 .. count-1`` in order, leaving out the range ``skipped()`` returns (asked
+    before every index: steady-state reuse sets it only for tiles no reader has reached)."""
     index = 0
-    while index < len(tiles):
-        if skipped and skipped[0] <= index <= skipped[1]:
-            index = skipped[1] + 1
+    while index < count:
+        skip = skipped()
+        if skip and skip[0] <= index <= skip[1]:
+            index = skip[1] + 1
             continue
         yield index
         index += 1

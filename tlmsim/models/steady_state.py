@@ -38,8 +38,8 @@ from functools import cached_property
 from tlmsim.engine.component import SimContext
 from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.reuse import Mark, ReuseEngine
-from tlmsim.models.controller import LAYER, TILE, OpState, Program
 from tlmsim.models.placement import Placement
+from tlmsim.models.program import LAYER, TILE, OpState, Program
 
 MIN_TILE_RUN = 8  # shorter runs of identical tiles are not worth checking
 MAX_TILE_TRIES = 12  # tile checkpoints per op before giving up on a steady state
@@ -198,7 +198,7 @@ class SteadyStateReuse:
     def at_tile_start(self, cmd, index: int) -> None:
         """Called by the PE array before it waits for tile ``index`` of ``cmd``: skips the
         op's remaining identical tiles once the system state repeats from tile to tile."""
-        st = cmd.tag
+        st = self.program.state(cmd.work[0])[cmd.work[1]]
         # Only ops outside the decoder layers: inside them, skipped layers already account for
         # the repetition, and a tile skip inside the period of a layer skip would shift it.
         if st is None or st.op.layer is not None:

@@ -1,7 +1,12 @@
-"""Vector unit: RMSNorm, softmax, activations, RoPE, residual adds."""
+"""Vector unit: RMSNorm, softmax, activations, RoPE, residual adds.
+
+Ports: ``commands`` (a queue of frozen ``VectorCommand``s from the controller) and
+``done_port`` (a ``Completion`` per command).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,8 +15,11 @@ from pydantic import Field
 
 from tlmsim.engine.component import Component, SimContext
 from tlmsim.engine.configbase import CYCLES, Section
+from tlmsim.engine.payload import Completion
+from tlmsim.engine.ports import InitiatorPort, QueueTarget
 from tlmsim.engine.protocol import Frame
 from tlmsim.engine.timebase import cycles_to_ps
+from tlmsim.engine.units import ceil_div
 
 CyclesPerElement = Annotated[float, Field(ge=0, le=10**6)]
 
@@ -27,14 +35,14 @@ class VectorUnitConfig(Section):
         description="issue cycles per element and lane for each vector op")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VectorCommand:
-    """Apply ``vector_op`` to ``elements`` elements."""
+    """Apply ``vector_op`` to ``elements`` elements; ``work`` is the issuer's id for it."""
 
     label: str
     vector_op: str
     elements: int
-    done: simpy.Event
+    work: Hashable
 
 
 class VectorUnit(Component):
@@ -42,13 +50,14 @@ class VectorUnit(Component):
 
     role = "compute"
     REUSE_STATE = ("cmd", "since", "incoming")
-    WIRING = ("cfg", "clock_mhz", "commands")
+    WIRING = ("cfg", "clock_mhz", "commands", "done_port")
 
-    def __init__(self, ctx: SimContext, name: str, cfg: VectorUnitConfig, clock_mhz: float, commands: simpy.Store):
+    def __init__(self, ctx: SimContext, name: str, cfg: VectorUnitConfig, clock_mhz: float):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz
-        self.commands = commands
+        self.commands = QueueTarget(ctx.env, name, VectorCommand)
+        self.done_port = InitiatorPort(name, Completion)
         self.cmd: VectorCommand | None = None  # the command being executed
         self.since = 0  # when it started
         self.incoming: simpy.Event | None = None  # the request for the next command while idle
@@ -63,14 +72,14 @@ class VectorUnit(Component):
             self.incoming = None
             self.since = self.env.now
             yield from self.hold("busy", self.op_ps(cmd.vector_op, cmd.elements), cmd.label, elements=cmd.elements)
-            cmd.done.succeed()
+            self.done_port.request(Completion(cmd.work, cmd.label, self.env.now))
 
     def boundary_state(self, frame: Frame) -> tuple:
         """The command and since when (relative to the boundary), queued commands and a command
         on its way in."""
         cmd, incoming = self.cmd, self.incoming
         return (None if cmd is None else frame.name(cmd.label), frame.time(self.since) if cmd else 0,
-                tuple(frame.name(c.label) for c in self.commands.items),
+                tuple(frame.name(c.label) for c in self.commands.queued()),
                 frame.name(incoming.value.label) if incoming is not None and incoming.triggered else None)
 
     def cost(self, vector_op: str) -> float:
@@ -81,9 +90,9 @@ class VectorUnit(Component):
 
     def op_ps(self, vector_op: str, elements: int) -> int:
         """Time of one vector op including pipeline latency."""
-        cycles = -(-int(elements * self.cost(vector_op)) // self.cfg.lanes) + self.cfg.latency_cycles
+        cycles = ceil_div(int(elements * self.cost(vector_op)), self.cfg.lanes) + self.cfg.latency_cycles
         return cycles_to_ps(cycles, self.clock_mhz)
 
     def ideal_ps(self, vector_op: str, elements: int) -> int:
         """Throughput-only bound for the roofline."""
-        return cycles_to_ps(-(-int(elements * self.cost(vector_op)) // self.cfg.lanes), self.clock_mhz)
+        return cycles_to_ps(ceil_div(int(elements * self.cost(vector_op)), self.cfg.lanes), self.clock_mhz)

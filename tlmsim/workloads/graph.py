@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from tlmsim.workloads import module_map
 from tlmsim.workloads.model_source import ModelError, one_line
 from tlmsim.workloads.module_map import NO_OP_MODULES, VECTOR_MODULES  # noqa: F401  (re-exported)
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
     TRACE_PAST,
@@ -251,7 +252,8 @@ class _OpRecorder(TorchDispatchMode):
 
     def _elementwise(self, module_name, inputs, outputs) -> str:
         last = self.graph.nodes[self.last_node] if self.last_node else None
-        if last and last["kind"] == "vector" and last["vector_op"] == "elementwise" and last["module"] == module_name:
+        same_module = last is not None and last["module"] == module_name
+        if same_module and last["kind"] == OpKind.VECTOR and last["vector_op"] == "elementwise":
             last["elements"] = add_sym(last["elements"], sym_numel(tuple(outputs[0].shape)))
             self._link(self.last_node, inputs)
             return self.last_node
@@ -261,7 +263,7 @@ class _OpRecorder(TorchDispatchMode):
     def _kv_source(self, inputs) -> str | None:
         for tensor in inputs:
             node = self.producer.get(id(tensor))
-            if node and self.graph.nodes[node]["kind"] == "kv_append":
+            if node and self.graph.nodes[node]["kind"] == OpKind.KV_APPEND:
                 return node
         return None
 
@@ -332,22 +334,22 @@ def _is_mapped_leaf(module: torch.nn.Module) -> bool:
     return _is_leaf(module) and not _is_no_op(module)
 
 
-def _base(module_name: str, kind: str) -> dict:
-    return {"kind": kind, "module": module_name, "layer": layer_index(module_name)}
+def _base(module_name: str, kind: OpKind | str) -> dict:
+    return {"kind": str(kind), "module": module_name, "layer": layer_index(module_name)}
 
 
 def _leaf_attrs(name: str, module: torch.nn.Module, outputs, top_k: int = 1) -> dict:
     if isinstance(module, torch.nn.Linear):
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
-        return {**_base(name, "linear"), "in_features": module.in_features,
+        return {**_base(name, OpKind.LINEAR), "in_features": module.in_features,
                 "out_features": module.out_features, "rows": rows}
     if isinstance(module, torch.nn.Embedding):
-        return {**_base(name, "embedding"), "rows": sym_numel(tuple(outputs[0].shape[:-1])),
+        return {**_base(name, OpKind.EMBEDDING), "rows": sym_numel(tuple(outputs[0].shape[:-1])),
                 "embedding_dim": module.embedding_dim, "num_embeddings": module.num_embeddings}
     cls = type(module).__name__
     if cls == "Conv1D" and hasattr(module, "nf"):  # GPT-2's linear layer, weight stored [in, out]
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
-        return {**_base(name, "linear"), "in_features": module.weight.shape[0],
+        return {**_base(name, OpKind.LINEAR), "in_features": module.weight.shape[0],
                 "out_features": module.nf, "rows": rows}
     vector_op = module_map.vector_op_of(cls)
     if vector_op is not None:
@@ -379,7 +381,7 @@ def _composite_attrs(name: str, module: torch.nn.Module, parts: tuple, outputs, 
     for kind, what in parts:
         previous = module_map.part_attrs(kind, what, name, layer_index(name), rows, params, top_k, previous)
         built.append(previous)
-    return {**_base(name, "composite"), "parts": built}
+    return {**_base(name, module_map.COMPOSITE), "parts": built}
 
 
 def _matmul_attrs(module_name: str, inputs) -> dict:
@@ -388,12 +390,12 @@ def _matmul_attrs(module_name: str, inputs) -> dict:
     groups = 1
     for size in a[:-2]:
         groups *= size
-    return {**_base(module_name, "attn_matmul"), "groups": groups, "rows": sym_dim(a[-2]),
+    return {**_base(module_name, OpKind.ATTN_MATMUL), "groups": groups, "rows": sym_dim(a[-2]),
             "k": sym_dim(a[-1]), "n": sym_dim(b[-1])}
 
 
 def _vector_attrs(module_name: str, vector_op: str, outputs) -> dict:
-    return {**_base(module_name, "vector"), "vector_op": vector_op,
+    return {**_base(module_name, OpKind.VECTOR), "vector_op": vector_op,
             "elements": sym_numel(tuple(outputs[0].shape))}
 
 
@@ -402,5 +404,5 @@ def _kv_attrs(module_name: str, outputs) -> dict:
     shape = tuple(outputs[0].shape)
     cache = sym_numel(shape)
     new = Sym(cache.coef, cache.t_pow + cache.kv_pow, 0)  # the kv dim replaced by t
-    return {**_base(module_name, "kv_append"), "elements": cache, "new_elements": new}
+    return {**_base(module_name, OpKind.KV_APPEND), "elements": cache, "new_elements": new}
 

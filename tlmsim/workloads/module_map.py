@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import networkx as nx
 
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import Sym
+
+COMPOSITE = "composite"  # kind of a traced node that expand_composites() replaces by its parts
 
 VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
     "RMSNorm": "rmsnorm", "LayerNorm": "layernorm", "RotaryEmbedding": "rope_table",
@@ -72,7 +75,7 @@ def expand_composites(graph: nx.DiGraph) -> None:
     outputs from the last)."""
     for node in [n for n, d in graph.nodes(data=True) if "parts" in d]:
         parts = graph.nodes[node]["parts"]
-        names = [f"{node}.{p['module'].rsplit('.', 1)[-1] if p['kind'] != 'vector' else p['vector_op']}"
+        names = [f"{node}.{p['module'].rsplit('.', 1)[-1] if p['kind'] != OpKind.VECTOR else p['vector_op']}"
                  for p in parts]
         _replace(graph, node, list(zip(names, parts)), chain=True)
 
@@ -83,7 +86,7 @@ def split_fused_linears(graph: nx.DiGraph, heads: int, kv_heads: int) -> None:
     units = {"heads": heads, "kv_heads": kv_heads, "one": 1}
     for node, data in list(graph.nodes(data=True)):
         spec = FUSED_LINEARS.get(data["module"].rsplit(".", 1)[-1])
-        if data["kind"] != "linear" or spec is None or "experts" in data:
+        if data["kind"] != OpKind.LINEAR or spec is None or "experts" in data:
             continue
         shares = [units[unit] for _, unit in spec]
         if data["out_features"] % sum(shares):
@@ -105,7 +108,7 @@ def assign_weights(graph: nx.DiGraph, weight_info) -> None:
     An expert bank stores each expert as its own matrix (all of them are placed); a part of
     a fused linear gets its exact share (by rows) of the fused tensor as stored."""
     for _, data in graph.nodes(data=True):
-        if data["kind"] != "linear":
+        if data["kind"] != OpKind.LINEAR:
             continue
         if "fused_in" in data:
             total = data["fused_out_features"]
@@ -122,7 +125,7 @@ def mark_sliding_windows(graph: nx.DiGraph, window_of_layer: dict[int, int]) -> 
     """Bound the KV reads and cache of each sliding-window layer's attention to its window."""
     for _, data in graph.nodes(data=True):
         window = window_of_layer.get(data["layer"])
-        if window and data["kind"] in ("attn_matmul", "kv_append"):
+        if window and data["kind"] in (OpKind.ATTN_MATMUL, OpKind.KV_APPEND):
             data["window"] = window
 
 
@@ -154,7 +157,7 @@ def _share(total: int, part: int, parts: int) -> int:
 def part_attrs(kind: str, what: str, module: str, layer: int | None, rows: Sym, params: dict,
                top_k: int, previous: dict | None) -> dict:
     """Attributes of one part of a composite module (``params``: parameter name -> shape)."""
-    base = {"kind": "vector" if kind == "vector" else "linear", "layer": layer}
+    base = {"kind": str(OpKind.VECTOR if kind == "vector" else OpKind.LINEAR), "layer": layer}
     if kind == "vector":
         width = previous["out_features"] * previous.get("experts_per_token", 1)
         return {**base, "module": module, "vector_op": what, "elements": rows * Sym(width)}

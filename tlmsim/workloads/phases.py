@@ -14,6 +14,7 @@ import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.routing import routed_matmul
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import Sym, eval_size
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)
@@ -49,7 +50,7 @@ class Op:
     """One unit of work of a step, in graph (topological) order."""
 
     name: str
-    kind: str  # linear | attn_matmul | vector | embedding | kv_append
+    kind: OpKind
     layer: int | None
     deps: tuple[int, ...]  # indices of earlier ops of the same step
     groups: int = 0  # independent matmuls (heads x batch)
@@ -131,7 +132,7 @@ class Workload:
         def kv_free(value) -> bool:
             terms = value if isinstance(value, tuple) else (value,)
             return all(not isinstance(term, Sym) or term.kv_pow == 0 for term in terms)
-        return {name for name in self.node_order if self.graph.nodes[name]["kind"] != "attn_matmul"
+        return {name for name in self.node_order if self.graph.nodes[name]["kind"] != OpKind.ATTN_MATMUL
                 and all(kv_free(v) for v in self.graph.nodes[name].values())}
 
     def _cached_op(self, name: str, step: Step) -> Op:
@@ -156,10 +157,10 @@ class Workload:
 
     def _op(self, name: str, step: Step, deps: tuple[int, ...]) -> Op:
         data = self.graph.nodes[name]
-        builder = getattr(self, f"_{data['kind']}", None)
+        builder = _OP_BUILDERS.get(data["kind"])
         if builder is None:
-            return Op(name, "noop", data["layer"], deps)
-        return builder(name, data, step, deps)
+            return Op(name, OpKind.NOOP, data["layer"], deps)
+        return builder(self, name, data, step, deps)
 
     def _linear(self, name, data, step: Step, deps) -> Op:
         fmt = parse_format(data["weight_format"], self.group_size)
@@ -168,7 +169,7 @@ class Workload:
         if data.get("experts"):  # a mixture-of-experts bank: only the routed experts stream (routing.py)
             routed = routed_matmul(data["experts"], data["experts_per_token"], n, nbytes, rows)
             rows, n, nbytes = routed.rows, routed.n, routed.operand_bytes
-        return Op(name, "linear", data["layer"], deps, groups=1, rows=rows, k=data["in_features"],
+        return Op(name, OpKind.LINEAR, data["layer"], deps, groups=1, rows=rows, k=data["in_features"],
                   n=n, weight_format=fmt, operand_tensor=name, operand_bytes=nbytes)
 
     def _attn_matmul(self, name, data, step: Step, deps) -> Op:
@@ -176,26 +177,36 @@ class Workload:
         source = data.get("kv_source")
         operand = self.kv_cache_bytes(source, step.kv) if source else 0
         kv = _windowed(data, step.kv)
-        return Op(name, "attn_matmul", data["layer"], deps, groups=data["groups"] * step.batch,
+        return Op(name, OpKind.ATTN_MATMUL, data["layer"], deps, groups=data["groups"] * step.batch,
                   rows=eval_size(data["rows"], step.tokens, kv), k=eval_size(data["k"], step.tokens, kv),
                   n=eval_size(data["n"], step.tokens, kv), weight_format=fmt,
                   operand_tensor=source, operand_bytes=operand)
 
     def _vector(self, name, data, step: Step, deps) -> Op:
         elements = eval_size(data["elements"], step.tokens, step.kv) * step.batch
-        return Op(name, "vector", data["layer"], deps, vector_op=data["vector_op"], elements=elements)
+        return Op(name, OpKind.VECTOR, data["layer"], deps, vector_op=data["vector_op"], elements=elements)
 
     def _embedding(self, name, data, step: Step, deps) -> Op:
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
         head = data.get("tied_to")
         if head:  # rows gathered from the lm_head's stored weight (the one table of a tied model)
             head_data = self.graph.nodes[head]
-            return Op(name, "embedding", data["layer"], deps, operand_tensor=head,
+            return Op(name, OpKind.EMBEDDING, data["layer"], deps, operand_tensor=head,
                       read_bytes=rows * head_data["weight_nbytes"] // head_data["out_features"])
-        return Op(name, "embedding", data["layer"], deps,
+        return Op(name, OpKind.EMBEDDING, data["layer"], deps,
                   read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE, operand_tensor=name)
 
     def _kv_append(self, name, data, step: Step, deps) -> Op:
         new = eval_size(data["new_elements"], _windowed(data, step.tokens), step.kv) * step.batch
-        return Op(name, "kv_append", data["layer"], deps, write_bytes=new * self.kv_bits // 8,
+        return Op(name, OpKind.KV_APPEND, data["layer"], deps, write_bytes=new * self.kv_bits // 8,
                   operand_tensor=name)
+
+
+# One builder per op kind: how a graph node of that kind becomes an op of a step.
+_OP_BUILDERS = {
+    OpKind.LINEAR: Workload._linear,
+    OpKind.ATTN_MATMUL: Workload._attn_matmul,
+    OpKind.VECTOR: Workload._vector,
+    OpKind.EMBEDDING: Workload._embedding,
+    OpKind.KV_APPEND: Workload._kv_append,
+}
