@@ -68,3 +68,27 @@ def test_a_run_with_a_cached_graph_imports_neither_torch_nor_transformers(tmp_pa
     assert warm.returncode == 0, warm.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in warm.stderr.splitlines() if line.startswith("import time:")}
     assert not {m for m in imported if m.split(".")[0] in ("torch", "transformers")}
+
+
+def _package_lines_matching(pattern: str) -> dict[str, list[int]]:
+    import re
+
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        hits = [i for i, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
+        if hits:
+            found[str(path.relative_to(PACKAGE))] = hits
+    return found
+
+
+def test_no_simpy_or_cpython_internals_are_read():
+    assert _package_lines_matching(r"\._queue\b|\._generator\b|gi_frame|gi_yieldfrom|f_lasti|\._value\b") == {}
+
+
+def test_components_meet_only_through_ports_and_share_one_ceil_div():
+    """Every queue between components is a port (engine/ports.py owns the SimPy stores), op
+    kinds are the OpKind enum, and integer ceilings come from engine/units.py."""
+    assert set(_package_lines_matching(r"simpy\.Store\(")) == {"engine/ports.py"}
+    op_kinds = "linear|attn_matmul|vector|embedding|kv_append"
+    assert _package_lines_matching(rf"(==|!=|\bin \(?)\s*[\"']({op_kinds})[\"']") == {}
+    assert set(_package_lines_matching(r"-\(-")) == {"engine/units.py"}

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tlmsim.engine.units import ceil_div
+
 
 @dataclass
 class Slice:
@@ -278,8 +280,8 @@ def bandwidth_series(slices: list[Slice], track: str, bins: int = 400,
     if not txns:
         return []
     lo, hi = window or (min(s.start_ps for s in txns), max(s.end_ps for s in txns))
-    width = max(1, -(-(hi - lo) // bins))
-    moved = [0.0] * (-(-(hi - lo) // width) + 1)
+    width = max(1, ceil_div(hi - lo, bins))
+    moved = [0.0] * (ceil_div(hi - lo, width) + 1)
     for s in txns:
         rate = s.args["bytes"] / (s.end_ps - s.start_ps)
         first, last = max(s.start_ps, lo), min(s.end_ps, hi)

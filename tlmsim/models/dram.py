@@ -44,14 +44,12 @@ import operator
 from dataclasses import dataclass
 
 from tlmsim.engine.protocol import Stateful
+from tlmsim.engine.timebase import PS_PER_NS, ns_to_ps
+from tlmsim.engine.units import ceil_div
 from tlmsim.models.dram_config import DramTimingConfig
 
 STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
           "overhead:refresh")
-
-
-def _ps(ns: float) -> int:
-    return round(ns * 1000)
 
 
 @dataclass(frozen=True)
@@ -80,16 +78,16 @@ class DramTiming:
     def build(cls, cfg: DramTimingConfig | None, burst_bytes: int, channel_gbps: float,
               channel_bytes: int) -> DramTiming:
         """Timing of ``cfg``; ``None`` gives an ideal channel (peak bandwidth, no overheads)."""
-        burst_ps = burst_bytes * 1000 / channel_gbps
+        burst_ps = burst_bytes * PS_PER_NS / channel_gbps  # fractional ps: bursts add up exactly
         if cfg is None:
             return cls(burst_bytes, burst_ps, burst_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
-        return cls(burst_bytes, burst_ps, max(burst_ps, ccd * 1000), _ps(cfg.t_rcd_ns), _ps(cfg.t_rp_ns),
-                   _ps(cfg.t_rc_ns), _ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), _ps(cfg.t_refi_ns),
-                   _ps(cfg.t_rfc_ns), _ps(cfg.t_wtr_ns), _ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
+        return cls(burst_bytes, burst_ps, max(burst_ps, ccd * PS_PER_NS), ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
+                   ns_to_ps(cfg.t_rc_ns), ns_to_ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), ns_to_ps(cfg.t_refi_ns),
+                   ns_to_ps(cfg.t_rfc_ns), ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
                    cfg.address_mapping, rows_per_bank, cfg.refresh == "windowed",
-                   cfg.refresh_postpone_max * _ps(cfg.t_rfc_ns) * _ps(cfg.t_refi_ns))
+                   cfg.refresh_postpone_max * ns_to_ps(cfg.t_rfc_ns) * ns_to_ps(cfg.t_refi_ns))
 
     @property
     def ideal(self) -> bool:
@@ -165,7 +163,7 @@ class DramChannels(Stateful):
         """Idle time after which a channel's past no longer matters: the bus turnaround is
         covered and any refresh debt is paid."""
         t = self.t
-        paid = -(-t.refresh_debt_cap // (t.refi - t.rfc)) if t.refi and not t.windowed_refresh else 0
+        paid = ceil_div(t.refresh_debt_cap, t.refi - t.rfc) if t.refi and not t.windowed_refresh else 0
         return max(t.wtr, t.rtw, paid) + 1
 
     def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
@@ -362,7 +360,7 @@ class DramChannels(Stateful):
             return 0, debt + work * rfc
         # Refresh is spent in whole ps; the part of the last ps beyond the debt is not credited,
         # so a channel that streams at the cap stays exactly at it (its state repeats).
-        return -(-excess // (refi - rfc)), cap
+        return ceil_div(excess, refi - rfc), cap
 
     def _refresh(self, begin: int, work: int) -> int:
         """Time lost to refresh windows [m tREFI - tRFC, m tREFI) met by ``work`` from ``begin``."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tlmsim.engine.units import ceil_div
+
 PIPELINE_STAGES = 3  # S1 products+tree, S2 group psum, S3 scaled accumulate + output register
 
 
@@ -87,7 +89,7 @@ def beats_for(p: PeParams, k_inputs: int) -> int:
     """Beats needed for a dot product over k_inputs dense inputs: ceil(k / (m*lanes))."""
     if k_inputs < 1:
         raise ValueError(f"k_inputs must be >= 1, got {k_inputs}")
-    return -(-k_inputs // p.inputs_per_beat)
+    return ceil_div(k_inputs, p.inputs_per_beat)
 
 
 def dot_cycles(p: PeParams, k_inputs: int) -> int:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from tlmsim.engine.configbase import Section
 from tlmsim.engine.errors import CapacityError
+from tlmsim.engine.units import ceil_div
 from tlmsim.models.memory import addressable_bytes, tensor_alignment
 
 if TYPE_CHECKING:  # the composed config is the application's; components only read it
@@ -82,4 +83,4 @@ class Placement:
 
 
 def _align(nbytes: int, boundary: int) -> int:
-    return -(-nbytes // boundary) * boundary
+    return ceil_div(nbytes, boundary) * boundary

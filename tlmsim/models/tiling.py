@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.units import ceil_div
 from tlmsim.workloads.phases import Op
 
 
@@ -81,9 +82,9 @@ def weight_blocks(op: Op, bank_bytes: int, pe_cols: int, min_k: int) -> list[tup
 
 def _balanced(total: int, most: int, unit: int) -> int:
     """Equal block size <= ``most`` (a multiple of ``unit`` when possible) covering ``total``."""
-    blocks = -(-total // most)
-    size = -(-total // blocks)
-    rounded = -(-size // unit) * unit
+    blocks = ceil_div(total, most)
+    size = ceil_div(total, blocks)
+    rounded = ceil_div(size, unit) * unit
     return rounded if rounded <= most else size
 
 
@@ -94,7 +95,7 @@ def attention_tiles(op: Op, bank_bytes: int) -> list[Tile]:
     if groups_per_tile >= 1:
         return [_attention_tile(op, g, min(groups_per_tile, op.groups - g), op.k, op.n)
                 for g in range(0, op.groups, groups_per_tile)]
-    parts = -(-int(per_group) // bank_bytes)  # a long context: split each head's KV
+    parts = ceil_div(int(per_group), bank_bytes)  # a long context: split each head's KV
     split_k = op.k >= op.n
     tiles = []
     for g in range(op.groups):

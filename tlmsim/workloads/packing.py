@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tlmsim.engine.units import ceil_div
 from tlmsim.workloads.formats import STORAGE_FORMATS, WeightFormat, parse_format
 from tlmsim.workloads.quantization import QuantizedWeight
 
@@ -66,7 +67,7 @@ def pack_bits(codes: np.ndarray, width: int) -> np.ndarray:
 def _pack_sub_byte(codes: np.ndarray, width: int) -> np.ndarray:
     """Fast path: 8 // width codes per byte, first code in the low bits."""
     per_byte = 8 // width
-    padded = np.zeros(-(-codes.size // per_byte) * per_byte, dtype=np.uint8)
+    padded = np.zeros(ceil_div(codes.size, per_byte) * per_byte, dtype=np.uint8)
     padded[: codes.size] = codes
     lanes = padded.reshape(-1, per_byte)
     out = lanes[:, 0].copy()

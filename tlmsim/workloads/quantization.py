@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tlmsim.engine.units import ceil_div
 from tlmsim.workloads.formats import WeightFormat
 
 
@@ -81,7 +82,7 @@ def group_view(kept: torch.Tensor, group_size: int | None) -> torch.Tensor:
     if group_size is None:
         return kept.reshape(1, -1)
     rows, k = kept.shape
-    per_row = -(-k // group_size)
+    per_row = ceil_div(k, group_size)
     padded = torch.nn.functional.pad(kept, (0, per_row * group_size - k))
     return padded.reshape(rows * per_row, group_size)
 
@@ -90,7 +91,7 @@ def group_counts(group_size: int | None, rows: int, k: int) -> torch.Tensor:
     """Number of real (unpadded) kept weights in each group, row-major."""
     if group_size is None:
         return torch.tensor([rows * k])
-    per_row = -(-k // group_size)
+    per_row = ceil_div(k, group_size)
     counts = torch.full((per_row,), group_size)
     counts[-1] = k - (per_row - 1) * group_size  # a row's last group may be short
     return counts.repeat(rows)
