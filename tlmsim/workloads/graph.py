@@ -102,7 +102,7 @@ def extract_layer_graph(
     heads = cfg.num_attention_heads
     module_map.expand_composites(graph)
     module_map.split_fused_linears(graph, heads, getattr(cfg, "num_key_value_heads", None) or heads)
-    module_map.mark_sliding_windows(graph, sliding_windows(cfg))
+    module_map.mark_sliding_windows(graph, module_map.sliding_windows(cfg))
     _mark_tied_embeddings(model, graph)
     module_map.renumber(graph)
     graph.graph["model_type"] = cfg.model_type
@@ -112,25 +112,12 @@ def extract_layer_graph(
     return graph
 
 
-def sliding_windows(cfg) -> dict[int, int]:
-    """Decoder layer -> attention window, for the layers that attend to a sliding window only."""
-    window = getattr(cfg, "sliding_window", None)
-    if not window or getattr(cfg, "use_sliding_window", True) is False:
-        return {}
-    types = getattr(cfg, "layer_types", None)
-    layers = range(cfg.num_hidden_layers)
-    return {i: window for i in layers if types is None or types[i] == "sliding_attention"}
-
-
 def _mark_tied_embeddings(model: torch.nn.Module, graph: nx.DiGraph) -> None:
     """A tied input embedding is the lm_head's tensor: stored and counted once (phases.py)."""
     head, table = model.get_output_embeddings(), model.get_input_embeddings()
-    if head is None or table is None or head.weight is not table.weight:
-        return
-    names = {id(module): name for name, module in model.named_modules()}
-    head_name, table_name = names.get(id(head)), names.get(id(table))
-    if head_name in graph and table_name in graph:
-        graph.nodes[table_name]["tied_to"] = head_name
+    if head is not None and table is not None and head.weight is table.weight:
+        names = {id(module): name for name, module in model.named_modules()}
+        module_map.mark_tied(graph, names.get(id(table)), names.get(id(head)))
 
 
 def _check_dims_are_distinguishable(cfg) -> None:
@@ -372,7 +359,7 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs, top_k: int = 1) -> 
 def _composite_attrs(name: str, module: torch.nn.Module, parts: tuple, outputs, top_k: int) -> dict:
     """A leaf module that is several ops (expanded by module_map.expand_composites)."""
     params = {key: tuple(p.shape) for key, p in module.named_parameters(recurse=False)}
-    missing = [what for kind, what in parts if kind != "vector" and what not in params]
+    missing = [what for kind, what in parts if kind != "vector_unit" and what not in params]
     if missing:
         raise UnsupportedModuleError(f"module '{name}' of type {type(module).__name__} has no parameter "
                                      f"'{missing[0]}' that its row in COMPOSITE_MODULES names; fix the row")

@@ -25,7 +25,6 @@ import networkx as nx
 from tlmsim.engine.errors import ConfigError
 from tlmsim.workloads import graph_cache
 from tlmsim.workloads.formats import parse_format
-from tlmsim.workloads.module_map import assign_weights
 from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for callers of this module)
     SHIPPED,
     ModelError,
@@ -34,6 +33,7 @@ from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for call
     resolve_model,
     shipped_models,
 )
+from tlmsim.workloads.module_map import assign_weights
 from tlmsim.workloads.symbols import layer_index
 
 # model_type values whose tiny configs trace to a complete graph (tests/workloads/test_model_families.py)

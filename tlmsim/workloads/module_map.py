@@ -34,13 +34,13 @@ VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
 }
 
 # Leaf module class name suffix -> its ops in data-flow order:
-#   ("linear", param)   a matmul with the module's own [out, in] parameter ``param``
-#   ("experts", param)  the same for a bank of experts, ``param`` is [experts, out, in]; a token
-#                       uses ``num_experts_per_tok`` of them (phases.py streams only those)
-#   ("vector", op)      a vector-unit op over the previous part's outputs
+#   ("matmul", param)       a linear op with the module's own [out, in] parameter ``param``
+#   ("experts", param)      the same for a bank of experts, ``param`` is [experts, out, in]; a token
+#                           uses ``num_experts_per_tok`` of them (phases.py streams only those)
+#   ("vector_unit", op)     a vector-unit op over the previous part's outputs
 COMPOSITE_MODULES = {
-    "TopKRouter": (("linear", "weight"), ("vector", "softmax")),  # Mixtral, OLMoE, Qwen2-/Qwen3-MoE: softmax + top-k
-    "Experts": (("experts", "gate_up_proj"), ("vector", "activation"), ("experts", "down_proj")),
+    "TopKRouter": (("matmul", "weight"), ("vector_unit", "softmax")),  # Mixtral, OLMoE, Qwen2-/3-MoE: softmax + top-k
+    "Experts": (("experts", "gate_up_proj"), ("vector_unit", "activation"), ("experts", "down_proj")),
 }
 
 # Fused linear (leaf attribute name) -> the matrices stacked along its outputs, each with its
@@ -129,6 +129,22 @@ def mark_sliding_windows(graph: nx.DiGraph, window_of_layer: dict[int, int]) -> 
             data["window"] = window
 
 
+def sliding_windows(cfg) -> dict[int, int]:
+    """Decoder layer -> attention window, for the layers that attend to a sliding window only."""
+    window = getattr(cfg, "sliding_window", None)
+    if not window or getattr(cfg, "use_sliding_window", True) is False:
+        return {}
+    types = getattr(cfg, "layer_types", None)
+    layers = range(cfg.num_hidden_layers)
+    return {i: window for i in layers if types is None or types[i] == "sliding_attention"}
+
+
+def mark_tied(graph: nx.DiGraph, table: str | None, head: str | None) -> None:
+    """Record that the embedding node ``table`` reads the lm_head node ``head``'s weight."""
+    if table in graph and head in graph:
+        graph.nodes[table]["tied_to"] = head
+
+
 def renumber(graph: nx.DiGraph) -> None:
     """Make ``order`` 0..N-1 again after rewrites (ties broken by insertion)."""
     for i, node in enumerate(sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])):
@@ -157,8 +173,8 @@ def _share(total: int, part: int, parts: int) -> int:
 def part_attrs(kind: str, what: str, module: str, layer: int | None, rows: Sym, params: dict,
                top_k: int, previous: dict | None) -> dict:
     """Attributes of one part of a composite module (``params``: parameter name -> shape)."""
-    base = {"kind": str(OpKind.VECTOR if kind == "vector" else OpKind.LINEAR), "layer": layer}
-    if kind == "vector":
+    base = {"kind": str(OpKind.VECTOR if kind == "vector_unit" else OpKind.LINEAR), "layer": layer}
+    if kind == "vector_unit":
         width = previous["out_features"] * previous.get("experts_per_token", 1)
         return {**base, "module": module, "vector_op": what, "elements": rows * Sym(width)}
     shape = params[what]

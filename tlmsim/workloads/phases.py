@@ -13,8 +13,8 @@ from functools import cached_property
 import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
-from tlmsim.workloads.routing import routed_matmul
 from tlmsim.workloads.ops import OpKind
+from tlmsim.workloads.routing import routed_matmul
 from tlmsim.workloads.symbols import Sym, eval_size
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)

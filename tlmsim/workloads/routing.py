@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tlmsim.engine.units import ceil_div
+
 
 def expected_distinct_experts(experts: int, top_k: int, tokens: int) -> float:
     """Expected number of distinct experts ``tokens`` tokens use under uniform top-k routing."""
@@ -45,5 +47,5 @@ def routed_matmul(experts: int, top_k: int, out_features: int, bank_bytes: int, 
     """Shape and bytes of an expert bank of ``experts`` matrices (``bank_bytes`` in all) for ``tokens``."""
     distinct = expected_distinct_experts(experts, top_k, tokens)
     streamed = min(experts, math.ceil(distinct - 1e-9))
-    rows = -(-tokens * top_k // streamed)
+    rows = ceil_div(tokens * top_k, streamed)
     return RoutedMatmul(rows, streamed * out_features, round(distinct * bank_bytes / experts), distinct)
