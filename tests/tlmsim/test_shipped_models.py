@@ -50,7 +50,8 @@ def test_shipped_model_runs_on_the_flagship_or_is_refused_with_the_fix(name):
 
 
 def test_mixtral_fits_once_ddr_may_hold_weights_and_tables():
-    overrides = ["workload.model=mixtral-8x7b", "placement.weights=[hbm, ddr]", "placement.embeddings=[hbm, ddr]", *SHORT]
+    overrides = ["workload.model=mixtral-8x7b", "placement.weights=[hbm, ddr]", "placement.embeddings=[hbm, ddr]",
+                 *SHORT]
     run = simulate(load_config(FLAGSHIP, overrides))
     assert run.data["weights"]["allocated_bytes_by_memory"]["ddr"] > 0
     assert run.data["phases"]["decode"]["tokens_per_s"] > 0

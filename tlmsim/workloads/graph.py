@@ -8,6 +8,8 @@ ops become nodes of a ``networkx.DiGraph``:
 
 * a call of a leaf module (Linear or GPT-2's Conv1D, Embedding, RMSNorm, activation,
   rotary embedding) is one node; Dropout and Identity do nothing at inference and get none;
+  what a module class maps to is the data in ``module_map.py``, where composite modules
+  (MoE routers, expert banks) become a chain of nodes and fused linears are split;
 * inside non-leaf modules (attention, MLP, decoder layer) each matmul, softmax and KV
   cache append is a node, and each run of consecutive elementwise ops is one node.
 
