@@ -45,7 +45,7 @@ def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps
              lanes: list[str] | None = None) -> list[str]:
     """Gantt lanes (busy/stall/idle) of every component in [start_ps, end_ps] plus a
     utilisation bar each. Memory lanes show requests in flight and, as a black line, the
-    delivered bandwidth as a fraction of peak; buffer lanes show banks in use. ``lanes`` gives
+    delivered bandwidth as a fraction of peak; buffer lanes show the tiles they hold. ``lanes`` gives
     the lanes and their order (``tlmsim run`` passes report.timeline_lanes: the result's
     components by role); without it, every traced track in trace.component_order. Returns the lanes."""
     memories = memories or {}
@@ -73,7 +73,7 @@ def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps
     states = sorted({s.state for s in window} | used, key=lambda s: (s != "busy", s == "idle", s))
     handles = [Patch(color=colour(s), label=s.removeprefix("stall:") if s != "busy" else s) for s in states]
     handles += [plt.Line2D([], [], color="black", lw=1, label="memory: delivered / peak bandwidth"),
-                plt.Line2D([], [], color="#0d47a1", lw=1, ls="--", label="buffer: banks in use / banks")]
+                plt.Line2D([], [], color="#0d47a1", lw=1, ls="--", label="buffer: tiles held / most held")]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=8, frameon=False)
     height = 0.6 * len(names) + 2.4
     fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.45 / height, bottom=1.2 / height)

@@ -33,8 +33,9 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "result_schema.json
 # In architectural order (memories, DMAs, buffers, compute, controller): lanes and tables follow it.
 ROLES = ("memory", "transfer", "buffer", "compute", "control")
 Role = Literal["memory", "transfer", "buffer", "compute", "control"]
-# Throughput resources that can bound a run (DMAs only wait on memories, buffers on others).
-BOUNDING_ROLES = ("memory", "compute")
+# Throughput resources that can bound a run: memories, buffers (their bank ports) and compute
+# units (DMAs only wait on memories and buffers; the controller only sequences).
+BOUNDING_ROLES = ("memory", "buffer", "compute")
 # Components that do work, shown in busy tables (buffers and the controller only wait).
 WORKING_ROLES = ("memory", "transfer", "compute")
 

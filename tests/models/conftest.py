@@ -6,7 +6,7 @@ import pytest
 
 from tlmsim.engine.payload import Completion
 from tlmsim.engine.ports import QueuePort, TargetPort, connect
-from tlmsim.models.buffer import BankAccess, BankCommand
+from tlmsim.models.buffer import BankAccess, BankCommand, TileData
 
 
 class Issuer:
@@ -32,10 +32,12 @@ class Issuer:
 
 
 class ReadyOperands:
-    """An operand buffer whose tiles are always there: a READ returns at once."""
+    """An operand buffer whose tiles are always there: a READ returns at once; streaming a
+    tile out of it takes ``read_ps``."""
 
-    def __init__(self, env):
+    def __init__(self, env, read_ps: int = 0):
         self.env = env
+        self.read_ps = read_ps
         self.port = TargetPort("operands", BankAccess, self._read, self._release)
         self.reads = 0
 
@@ -43,6 +45,7 @@ class ReadyOperands:
         assert access.command is BankCommand.READ
         self.reads += 1
         yield self.env.timeout(0)
+        return TileData(0, self.read_ps)
 
     def _release(self, access: BankAccess) -> None:
         assert access.command is BankCommand.RELEASE
@@ -53,9 +56,9 @@ def wire_pe():
     """Wire a PE array (and optionally its decoder) to ready operands and an issuer."""
     from tlmsim.models.pe_array import Operands, PeCommand
 
-    def wire(env, pe, decoder=None) -> Issuer:
+    def wire(env, pe, decoder=None, read_ps: int = 0) -> Issuer:
         for source in Operands:
-            connect(pe.operand_ports[source], ReadyOperands(env).port)
+            connect(pe.operand_ports[source], ReadyOperands(env, read_ps).port)
         if decoder is not None:
             connect(pe.decoder_port, decoder.stream_port)
         return Issuer(env, pe, PeCommand)

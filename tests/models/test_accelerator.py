@@ -3,34 +3,50 @@
 import pytest
 
 from tlmsim.config import validate_config
+from tlmsim.engine.timebase import cycles_to_ps
 from tlmsim.models.accelerator import Accelerator
 from tlmsim.workloads.phases import Workload
 from tlmsim.workloads.synthetic import single_linear
 
 
-def _run_lone(flagship_raw, shape, spec, tokens):
+def _run_lone(flagship_raw, shape, spec, tokens, with_system=False):
     cfg = validate_config(flagship_raw)
     graph = single_linear(*shape, spec)
     acc = Accelerator(cfg, Workload(graph, 1, tokens, 0, 16))
     (step,) = acc.run()
     (op,) = step.ops
-    return op
+    return (op, acc) if with_system else op
+
+
+def _pipeline_ps(acc) -> int:
+    """What double buffering cannot hide in a lone layer: its first tile's transfer from
+    memory before any compute, and its last tile streamed out of its bank (read port,
+    decoder, array: the slowest) plus the array's drain after the last transfer."""
+    st = acc.program.state(0)[0]
+    first, last = st.tiles[0], st.tiles[-1]
+    memory = acc.memories[acc.placement[st.op.operand_tensor].memory]
+    fmt, pe = st.op.weight_format, acc.pe_array
+    stream = max(acc.weight_buffer.drain_ps(last.nbytes), acc.decoder.decode_ps(last.stored_weights),
+                 cycles_to_ps(pe.tile_cycles(fmt, last), pe.clock_mhz))
+    drain = cycles_to_ps(pe.fill_cycles(pe.pe_params(fmt)) + acc.decoder.cfg.latency_cycles, pe.clock_mhz)
+    return memory.min_transfer_ps(first.nbytes) + memory.latency_ps + stream + drain
 
 
 @pytest.mark.parametrize("shape", [(4096, 4096), (11008, 4096), (4096, 11008)])
 @pytest.mark.parametrize("spec", ["int4-2:4", "int4", "fp16"])
 @pytest.mark.parametrize("tokens", [1, 128])
-def test_lone_layer_with_double_buffering_is_within_15_percent_of_roofline(flagship_raw, shape, spec, tokens):
+def test_lone_layer_with_double_buffering_is_its_bound_plus_one_tile_of_pipeline(flagship_raw, shape, spec, tokens):
     if spec == "fp16":
         flagship_raw["placement"]["weights"] = ["hbm", "ddr"]
-    op = _run_lone(flagship_raw, shape, spec, tokens)
+    op, acc = _run_lone(flagship_raw, shape, spec, tokens, with_system=True)
     simulated = op.end_ps - op.start_ps
     assert simulated >= op.bound_ps
-    assert simulated <= 1.15 * op.bound_ps, (op.bound_by, simulated / op.bound_ps)
+    assert simulated <= op.bound_ps + _pipeline_ps(acc), (op.bound_by, simulated / op.bound_ps)
 
 
 def test_single_buffering_exposes_memory_and_compute_in_series(flagship_raw):
-    """With one bank there is no overlap: the model must get slower, not stay at the bound."""
+    """With one slot there is no overlap: the model must get slower, not stay at the bound."""
+    flagship_raw["accelerator"]["weight_buffer"].update(banks=2, bank_kib=1024, tile_kib=None)
     double = _run_lone(flagship_raw, (4096, 4096), "int4-2:4", 1)
     flagship_raw["accelerator"]["weight_buffer"]["banks"] = 1
     single = _run_lone(flagship_raw, (4096, 4096), "int4-2:4", 1)

@@ -35,7 +35,7 @@ def _cfg(raw, bank_kib=19.2, activation_kib=2, **pe):
     a 19.2 KiB weight bank (19660 B) and a 2 KiB activation buffer."""
     acc = raw["accelerator"]
     acc["pe_array"].update(rows=4, cols=16, lanes=4, **pe)
-    acc["weight_buffer"]["bank_kib"] = bank_kib
+    acc["weight_buffer"].update(bank_kib=bank_kib, tile_kib=None)  # one tile per bank
     acc["activation_buffer"]["capacity_kib"] = activation_kib
     return validate_config(raw)
 

@@ -109,6 +109,8 @@ def test_wide_banks_count_whole_blocks_against_the_fpga(flagship_raw):
     from tlmsim.engine.errors import ConfigError
 
     acc = flagship_raw["accelerator"]
+    for name in ("weight_buffer", "kv_buffer"):
+        acc[name] = {"banks": 2, "bank_kib": 1024, "memory": "uram"}  # 29 URAMs each
     acc["weight_buffer"]["width_bits"] = 14720  # 205 URAMs per bank, 410 for the ping-pong pair
     validate_config(flagship_raw)  # 410 + 58 (kv) + 8 MiB activations = 696 of 960 URAMs
     acc["kv_buffer"]["width_bits"] = 14720  # another 410: 820 x 36 KiB + 8192 KiB > 34560 KiB

@@ -25,7 +25,7 @@ CLOCK_NS = 10
 class Observed:
     """What the monitor saw; cycle numbers count falling edges after reset."""
 
-    outputs: list[int] = field(default_factory=list)  # signed out_data per tile, in order
+    outputs: list[int] = field(default_factory=list)  # out_data per tile (unsigned, all rows), in order
     first_beat_cycle: list[int] = field(default_factory=list)  # handshake of a tile's first beat
     out_cycle: list[int] = field(default_factory=list)  # first cycle out_valid was high
     beats_accepted: int = 0
@@ -84,7 +84,7 @@ async def monitor(dut, n_beats: int, n_tiles: int, max_cycles: int) -> Observed:
 
 def _watch_output(dut, seen: Observed, cycle: int, held):
     valid, ready = bool(dut.out_valid.value), bool(dut.out_ready.value)
-    data = dut.out_data.value.to_signed() if valid else None
+    data = int(dut.out_data.value) if valid else None
     if held is not None and data != held:
         seen.protocol_errors.append(f"cycle {cycle}: result {held} changed or vanished while stalled")
     if valid and held is None:

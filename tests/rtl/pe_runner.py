@@ -43,8 +43,8 @@ def verilator_on_path() -> None:
         sys.path.append(str(BENCH_DIR))
 
 
-def verilog_parameters(p: PeParams) -> dict[str, int]:
-    """Verilog parameters of nm_pe for PeParams p."""
+def verilog_parameters(p: PeParams, pack: int = 1) -> dict[str, int]:
+    """Verilog parameters of nm_pe for PeParams p, computing `pack` token rows."""
     return {
         "N": p.n,
         "M": p.m,
@@ -53,13 +53,14 @@ def verilog_parameters(p: PeParams) -> dict[str, int]:
         "ACT_W": p.act_bits,
         "ACC_W": p.acc_bits,
         "SCALE_W": p.scale_bits,
+        "PACK": pack,
     }
 
 
-def lint(p: PeParams) -> subprocess.CompletedProcess:
+def lint(p: PeParams, pack: int = 1) -> subprocess.CompletedProcess:
     """`verilator --lint-only -Wall` of nm_pe with p's parameters."""
     verilator_on_path()
-    gflags = [f"-G{k}={v}" for k, v in verilog_parameters(p).items()]
+    gflags = [f"-G{k}={v}" for k, v in verilog_parameters(p, pack).items()]
     cmd = ["verilator", "--lint-only", "-Wall", *gflags, "--top-module", TOPLEVEL, str(RTL_SOURCE)]
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
@@ -70,6 +71,7 @@ class BuiltPe:
 
     params: PeParams
     build_dir: Path
+    pack: int = 1  # token rows per PE (Verilog PACK)
 
     def run(self, stimulus: dict, name: str) -> dict:
         """Run pe_bench.stream_tiles on `stimulus`; return the monitor's observations."""
@@ -92,15 +94,15 @@ class BuiltPe:
         return json.loads(results_path.read_text())
 
 
-def build(p: PeParams, build_dir: Path) -> BuiltPe:
-    """Verilate and compile nm_pe for p into build_dir (about 15 s)."""
+def build(p: PeParams, build_dir: Path, pack: int = 1) -> BuiltPe:
+    """Verilate and compile nm_pe for p (and `pack` rows) into build_dir (about 15 s)."""
     verilator_on_path()
     get_runner("verilator").build(
         sources=[RTL_SOURCE],
         hdl_toplevel=TOPLEVEL,
-        parameters=verilog_parameters(p),
+        parameters=verilog_parameters(p, pack),
         build_dir=build_dir,
         always=True,
         log_file=build_dir / "build.log",
     )
-    return BuiltPe(p, build_dir)
+    return BuiltPe(p, build_dir, pack)

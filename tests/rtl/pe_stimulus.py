@@ -51,6 +51,16 @@ def random_tiles(p: PeParams, rng: np.random.Generator, tiles: int, groups: int,
     return Tiles(acts, weights, _encode(p, rng, weights), indices, scales, k_inputs)
 
 
+def another_row(p: PeParams, rng: np.random.Generator, t: Tiles) -> Tiles:
+    """The same tiles (weights, indices, scales, K) for a second token row: new activations."""
+    extreme = rng.random(t.acts.shape[0]) < EXTREME_FRACTION
+    acts = _signed(rng, t.acts.shape, p.act_bits, extreme)
+    beats = t.acts.shape[1]
+    flat_pos = np.arange(beats * p.m * p.lanes).reshape(beats, p.lanes, p.m)
+    acts = np.where(flat_pos[None] < t.k_inputs[:, None, None, None], acts, 0)
+    return Tiles(acts, t.weights, t.codes, t.indices, t.scales, t.k_inputs)
+
+
 def _signed(rng, shape, bits: int, extreme: np.ndarray) -> np.ndarray:
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     uniform = rng.integers(low, high + 1, size=shape)
@@ -111,9 +121,15 @@ def pack_fields(values: np.ndarray, width: int) -> int:
     return sum((int(v) & mask) << (i * width) for i, v in enumerate(values.ravel()))
 
 
-def pack_beats(p: PeParams, t: Tiles, tile: int, rng: np.random.Generator) -> list[list[int]]:
-    """Bus words of one tile: [act, code, idx, scale, group_last, tile_last] per beat."""
+def pack_beats(p: PeParams, t: Tiles, tile: int, rng: np.random.Generator,
+               more_rows: tuple[Tiles, ...] = ()) -> list[list[int]]:
+    """Bus words of one tile: [act, code, idx, scale, group_last, tile_last] per beat.
+
+    ``more_rows`` are further token rows (a PACK > 1 PE): their activations follow row 0's
+    on the in_act bus; weights, indices and scales are row 0's (shared).
+    """
     beats = t.acts.shape[1]
+    row_bits = p.lanes * p.m * p.act_bits
     words = []
     for b in range(beats):
         group_last = (b + 1) % t.group_beats == 0
@@ -122,7 +138,8 @@ def pack_beats(p: PeParams, t: Tiles, tile: int, rng: np.random.Generator) -> li
         scale = t.scales[tile, b // t.group_beats] if group_last else noise
         words.append(
             [
-                pack_fields(t.acts[tile, b], p.act_bits),
+                sum(pack_fields(row.acts[tile, b], p.act_bits) << (r * row_bits)
+                    for r, row in enumerate((t, *more_rows))),
                 pack_fields(t.codes[tile, b], p.code_bits),
                 pack_fields(t.indices[tile, b], p.index_bits),
                 int(scale) & ((1 << p.scale_bits) - 1),

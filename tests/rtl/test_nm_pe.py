@@ -11,7 +11,7 @@ import numpy as np
 import pe_runner
 import pe_stimulus
 import pytest
-from pe_campaign import CONFIGS, Campaign
+from pe_campaign import CONFIGS, PACK, Campaign
 
 from tlmsim.models import pe_core
 
@@ -19,24 +19,35 @@ pytestmark = pytest.mark.rtl
 NAMES = list(CONFIGS)
 
 
-def mismatches(campaign: Campaign, expected_by_batch: list) -> list[str]:
+def mismatches(campaign: Campaign, expected_by_batch: list, row: int = 0) -> list[str]:
     """Tiles where RTL and expectation differ, as readable lines (empty when all agree)."""
     lines = []
     for b, expected in enumerate(expected_by_batch):
-        got = campaign.rtl_results(b)
+        got = campaign.rtl_results(b, row)
         for t in np.flatnonzero(np.asarray(expected, dtype=np.int64) != got):
-            lines.append(f"batch {b} tile {t}: rtl {got[t]} expected {expected[t]}")
+            lines.append(f"row {row} batch {b} tile {t}: rtl {got[t]} expected {expected[t]}")
     return lines
 
 
+def mismatches_all_rows(campaign: Campaign, expected) -> list[str]:
+    """mismatches() of every token row; `expected(params, tiles)` gives one batch's results."""
+    return [line for r, batches in enumerate(campaign.rows)
+            for line in mismatches(campaign, [expected(campaign.params, t) for t in batches], r)]
+
+
 def model_results(c: Campaign) -> list[np.ndarray]:
-    """pe_core.pe_dot on every batch of a campaign."""
-    return [pe_core.pe_dot(c.params, t.acts, t.codes, t.indices, t.scales) for t in c.batches]
+    """pe_core.pe_dot on every batch of a campaign (row 0)."""
+    return [pe_dot(c.params, t) for t in c.batches]
+
+
+def pe_dot(p, t):
+    """pe_core.pe_dot of one batch of tiles."""
+    return pe_core.pe_dot(p, t.acts, t.codes, t.indices, t.scales)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_lint_is_clean_with_all_warnings(name):
-    result = pe_runner.lint(CONFIGS[name])
+    result = pe_runner.lint(CONFIGS[name], PACK.get(name, 1))
     assert result.returncode == 0 and "%Warning" not in result.stderr, result.stderr
 
 
@@ -44,22 +55,23 @@ def test_lint_is_clean_with_all_warnings(name):
 def test_rtl_matches_python_model_bit_exactly(rtl_runs, name):
     c = rtl_runs.campaign(name, "stream")
     assert len(c.observed["outputs"]) == len(c.order) >= 1, c.tag
-    bad = mismatches(c, model_results(c))
+    assert len(c.rows) == PACK.get(name, 1), c.tag
+    bad = mismatches_all_rows(c, pe_dot)
     assert not bad, f"{c.tag}: {len(bad)} mismatches, first: {bad[:5]}"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_rtl_matches_dense_golden(rtl_runs, name):
     c = rtl_runs.campaign(name, "stream")
-    bad = mismatches(c, [pe_stimulus.dense_golden(c.params, t) for t in c.batches])
+    bad = mismatches_all_rows(c, pe_stimulus.dense_golden)
     assert not bad, f"{c.tag}: {len(bad)} mismatches, first: {bad[:5]}"
 
 
-@pytest.mark.parametrize("name", ["int4_4of8_acc25", "ternary_1of4_acc23"])
+@pytest.mark.parametrize("name", ["int4_4of8_acc25", "ternary_1of4_acc23", "int4_4of8_acc25_pack2"])
 def test_small_accumulators_do_wrap_in_the_stimulus(rtl_runs, name):
     c = rtl_runs.campaign(name, "stream")
     limit = 1 << (c.params.acc_bits - 1)
-    exact = [x for t in c.batches for x in pe_stimulus.exact_results(t)]
+    exact = [x for t in c.rows[-1] for x in pe_stimulus.exact_results(t)]
     wrapped = sum(not -limit <= x < limit for x in exact)
     assert wrapped >= len(exact) // 10, f"{c.tag}: only {wrapped} tiles exceed acc range; wrap-around untested"
 
@@ -90,7 +102,7 @@ def test_backpressure_and_input_gaps_keep_results_exact(rtl_runs, name):
     enough = max(1, len(c.order) // 10)
     assert min(obs["input_gap_cycles"], obs["output_stall_cycles"]) >= enough, f"{c.tag}: too few stalls"
     assert not obs["protocol_errors"], f"{c.tag}: {obs['protocol_errors'][:5]}"
-    bad = mismatches(c, [pe_stimulus.dense_golden(c.params, t) for t in c.batches])
+    bad = mismatches_all_rows(c, pe_stimulus.dense_golden)
     assert not bad, f"{c.tag}: {len(bad)} mismatches, first: {bad[:5]}"
 
 

@@ -16,7 +16,7 @@ def _records():
               Slice("hbm", "busy", "k", 100_000, 900_000, {"bytes": 4096}),
               Slice("weight_dma", "busy", "x", 0, 900_000),
               Slice("vector_unit", "busy", "n", 700_000, 800_000)]
-    counters = [Counter("weight_buffer banks in use", 0, 1), Counter("weight_buffer banks in use", 300_000, 2)]
+    counters = [Counter("weight_buffer tiles held", 0, 1), Counter("weight_buffer tiles held", 300_000, 2)]
     return slices, counters
 
 

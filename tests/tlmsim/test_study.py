@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tlmsim.config import load_config
 from tlmsim.study import run_study
+from tlmsim.workloads.formats import parse_format
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +86,16 @@ def test_bandwidth_study_finds_each_formats_knee_and_sparser_plateaus_higher(tmp
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(study))
     rows = {r["format"]: r for r in run_study(path, tmp_path / "points")}
-    assert rows["int4-2:4"]["tokens_per_s_at_top"] > 1.5 * rows["int4"]["tokens_per_s_at_top"]
-    assert all(r["bound_at_top"] == "pe_array" for r in rows.values())
+    # At the top of the axis memory no longer bounds. Dense int4 is PE-bound: 4096 multipliers
+    # take 4096 weights per cycle. 2:4 would feed them 8192 dense weights per cycle, more bytes
+    # than the weight bank's read port moves (256 URAMs x 72 bit = 2304 B per cycle): it is
+    # bound by the port, at 2304 B / (bytes per dense weight) per cycle.
+    cfg = load_config(ROOT / "configs" / "u280_llama7b.yaml")
+    per_weight = parse_format("int4-2:4").packed_nbytes(4096, 4096) / 4096**2
+    port = cfg.accelerator.weight_buffer.bank_width_bits / 8
+    expected = (port / per_weight) / 4096  # 2:4 over int4 decode throughput, ~1.47
+    assert rows["int4-2:4"]["tokens_per_s_at_top"] / rows["int4"]["tokens_per_s_at_top"] == \
+        pytest.approx(expected, rel=0.1)
+    assert (rows["int4"]["bound_at_top"], rows["int4-2:4"]["bound_at_top"]) == ("pe_array", "weight_buffer")
     assert 100 < rows["int4"]["knee_gbps"] < rows["int4-2:4"]["knee_gbps"] < 5000
     assert (tmp_path / "points" / "bandwidth_sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -23,6 +23,27 @@ class SimContext:
     tracer: Tracer
     phase: str = "setup"
     components: list[Stateful] = field(default_factory=list)
+    # (start ps, phase) of every phase so far: intervals are split at phase boundaries.
+    phase_starts: list[tuple[int, str]] = field(default_factory=list)
+
+    def enter_phase(self, phase: str) -> None:
+        """From now on, time is accounted to ``phase``."""
+        if phase != self.phase:
+            self.phase = phase
+            self.phase_starts.append((self.env.now, phase))
+
+    def phase_shares(self, start_ps: int, end_ps: int) -> list[tuple[str, int]]:
+        """[(phase, ps)] of the interval [start_ps, end_ps) split at phase boundaries (an
+        interval that began before the first phase belongs to it)."""
+        shares, end = [], end_ps
+        for since, phase in reversed(self.phase_starts):
+            if start_ps >= since or since == self.phase_starts[0][0]:
+                shares.append((phase, end - start_ps))
+                return shares
+            if end > since:
+                shares.append((phase, end - since))
+                end = since
+        return shares or [(self.phase, end_ps - start_ps)]
 
     def register(self, part: Stateful) -> None:
         """Add a participant (components register themselves; the builder adds other state
@@ -62,10 +83,16 @@ class Component(Stateful):
         return process
 
     def record(self, state: str, start_ps: int, end_ps: int, label: str = "", **args) -> None:
-        """Account an interval to the current phase and trace it."""
+        """Account an interval to the phases it lies in and trace it."""
         if end_ps <= start_ps:
             return
-        self.stats.add_time(self.ctx.phase, state, end_ps - start_ps)
+        ctx = self.ctx
+        if not ctx.phase_starts or start_ps >= ctx.phase_starts[-1][0]:
+            self.stats.add_time(ctx.phase, state, end_ps - start_ps)
+        else:  # the interval began in an earlier phase: each phase gets its part
+            for phase, ps in ctx.phase_shares(start_ps, end_ps):
+                if ps > 0:
+                    self.stats.add_time(phase, state, ps)
         if self.ctx.tracer.enabled:
             self.ctx.tracer.slice(self.name, state, label or state, start_ps, end_ps, **args)
 

@@ -67,15 +67,15 @@ class Accelerator:
     def _build(self) -> None:
         acc, ctx = self.cfg.accelerator, self.ctx
         self.memories = {name: Memory(ctx, name, mcfg) for name, mcfg in self.cfg.memory.items()}
-        self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer)
-        self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer)
+        self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer, acc.clock_mhz)
+        self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer, acc.clock_mhz)
         self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)
         self.program = Program(self.env, self.cfg, self.workload, self.placement)
         self.program.check_fits()
         ctx.register(self.program)  # its op progress and skip tables are reuse state
         # The DMAs start prefetching at time 0, before the controller opens the first step:
         # their first reads belong to that step's phase (and its trace).
-        ctx.phase = self.program.steps[0].phase
+        ctx.enter_phase(self.program.steps[0].phase)
         ctx.tracer.enabled = Controller.traced(self.cfg, self.program.steps[0])
         names = list(self.memories)
         self.weight_dma = Dma(ctx, "weight_dma", names, self.program.weight_descriptors())

@@ -1,16 +1,17 @@
 """Banked on-chip buffer (URAM/BRAM) with ping-pong semantics and real back-pressure.
 
 Two directed ports, one per side. The producer (a DMA) sends ``RESERVE`` on
-``write_port`` to take a free bank (it stalls while all banks hold data not yet
+``write_port`` to take a free tile slot (it stalls while all slots hold data not yet
 consumed), then ``WRITE`` to hand it a tile whose data arrives when the memory's
 response fires. The consumer (the PE array) sends ``READ`` on ``read_port`` to take the
-tiles in fill order, waiting for data if needed, and ``RELEASE`` to free the bank when
+tiles in fill order, waiting for data if needed, and ``RELEASE`` to free the slot when
 done with it.
 
 Each bank is a row of URAM/BRAM blocks side by side, so it moves
 ``cfg.bank_width_bits`` per clock on its write port and as much on its read port:
-``fill_ps`` / ``drain_ps`` give the time a tile needs at that rate, the bound a DMA
-filling the bank or a PE array reading it cannot beat.
+``fill_ps`` / ``drain_ps`` give the time a tile needs at that rate. A tile is in no
+sooner than its bank's write port has written it, and the PE array (or decoder) cannot
+stream it out faster than the read port delivers it (``TileData.read_ps``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ class BufferConfig(Section):
 
     A bank reads (and, on its other port, writes) ``bank_width_bits`` per cycle: the
     blocks side by side. ``width_bits`` widens a bank beyond what its capacity needs
-    (more blocks, each partly used) so it can keep up with a fast producer.
+    (more blocks, each partly used) so it can keep up with a fast producer. The
+    controller cuts operands into tiles of at most ``tile_kib`` (at most, and by default, a bank);
+    a bank holds ``bank_kib // tile_kib`` of them, and successive tiles go to successive
+    banks so that their writes and reads use different ports.
     """
 
     banks: int = Field(2, ge=1, le=64)
@@ -51,11 +55,22 @@ class BufferConfig(Section):
     memory: Literal["uram", "bram"] = "uram"
     width_bits: int | None = Field(None, ge=1, le=65536,
                                    description="bank data width; None = blocks that hold bank_kib")
+    tile_kib: float | None = Field(None, **ON_CHIP_KIB, description="largest tile (at most a bank); None = one bank")
 
     @property
     def bank_bytes(self) -> int:
         """Bytes per bank."""
         return int(self.bank_kib * 1024)
+
+    @property
+    def tile_bytes(self) -> int:
+        """Largest tile the controller cuts for this buffer (a tile sits in one bank)."""
+        return int(min(self.tile_kib or self.bank_kib, self.bank_kib) * 1024)
+
+    @property
+    def tiles_per_bank(self) -> int:
+        """Tiles one bank holds at once."""
+        return self.bank_bytes // self.tile_bytes
 
     @property
     def blocks_per_bank(self) -> int:
@@ -102,27 +117,40 @@ class BankAccess:
     arrival: simpy.Event | None = None  # WRITE: the memory's response event for the tile
 
 
-class BankedBuffer(Component):
-    """``banks`` banks of ``bank_bytes``; 2 banks make a ping-pong buffer.
+@dataclass(frozen=True)
+class TileData:
+    """The answer to a READ: the tile is in its bank; streaming it out takes ``read_ps``."""
 
-    One producer and one consumer (a DMA and the PE array). Waiting costs a SimPy event
-    only when it really waits: a free bank or a filled tile is taken at once.
+    nbytes: int
+    read_ps: int
+
+
+class BankedBuffer(Component):
+    """``banks`` banks of ``tiles_per_bank`` tile slots; 2 banks of one tile: ping-pong.
+
+    One producer and one consumer (a DMA and the PE array). A tile is in once the memory
+    has delivered it and the bank's write port has written it (``fill_ps`` after the
+    port was free); streaming it out through the read port takes ``drain_ps``. Waiting
+    costs a SimPy event only when it really waits.
     """
 
     role = "buffer"
-    REUSE_STATE = ("free", "filled", "_producer", "_consumer", "taking")
-    WIRING = ("cfg", "clock_mhz", "bank_bytes", "write_port", "read_port")
+    REUSE_STATE = ("free", "filled", "_producer", "_consumer", "taking", "write_free", "next_bank", "reading")
+    WIRING = ("cfg", "clock_mhz", "bank_bytes", "tile_bytes", "write_port", "read_port")
 
     def __init__(self, ctx: SimContext, name: str, cfg: BufferConfig, clock_mhz: float | None = None):
         super().__init__(ctx, name)
         self.cfg = cfg
         self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
-        self.bank_bytes = cfg.bank_bytes
-        self.free = cfg.banks  # banks neither reserved nor holding data
-        self.filled: deque[simpy.Event] = deque()  # arrival events of tiles in fill order
-        self._producer: simpy.Event | None = None  # fires when a bank is released
+        self.bank_bytes, self.tile_bytes = cfg.bank_bytes, cfg.tile_bytes
+        self.free = cfg.banks * cfg.tiles_per_bank  # tile slots neither reserved nor holding data
+        self.filled: deque[tuple[simpy.Event, int, int]] = deque()  # (arrival, written by ps, bytes) in order
+        self._producer: simpy.Event | None = None  # fires when a slot is released
         self._consumer: simpy.Event | None = None  # fires when a tile is filled
-        self.taking: simpy.Event | None = None  # arrival event of the tile the consumer waits for
+        self.taking: tuple[simpy.Event, int, int] | None = None  # the tile the consumer waits for
+        self.write_free = [0] * cfg.banks  # when each bank's write port has written its last tile
+        self.next_bank = 0  # the bank the next tile goes to
+        self.reading: tuple[int, int, str] | None = None  # (start, ps, label) of the tile streaming out
         self.write_port = TargetPort(name, BankAccess, self._serve_producer, self._notify_producer)
         self.read_port = TargetPort(name, BankAccess, self._serve_consumer, self._notify_consumer)
 
@@ -136,41 +164,54 @@ class BankedBuffer(Component):
 
     def _serve_consumer(self, access: BankAccess):
         _expect(access, BankCommand.READ, self.name)
-        return (yield from self.take())
+        data = yield from self.take()
+        self.reading = (self.env.now, data.read_ps, access.label)
+        return data
 
     def _notify_consumer(self, access: BankAccess) -> None:
         _expect(access, BankCommand.RELEASE, self.name)
+        if self.reading is not None:  # the read port streamed the tile out: the buffer's busy time
+            start, read_ps, label = self.reading
+            self.record("busy", start, start + read_ps, label)
+            self.reading = None
         self.release()
 
     def reserve(self):
-        """Generator: wait until a bank is free, then hold it for the producer."""
+        """Generator: wait until a tile slot is free, then hold it for the producer."""
         while not self.free:
             self._producer = self.env.event()
             yield self._producer
         self.free -= 1
 
     def fill(self, arrival: simpy.Event, nbytes: int) -> None:
-        """Hand the reserved bank a tile whose data is complete when ``arrival`` fires."""
-        if nbytes > self.bank_bytes:
-            raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a bank of {self.bank_bytes} B")
-        self.filled.append(arrival)
+        """Hand the reserved slot a tile whose data the memory delivers when ``arrival`` fires;
+        the bank's write port writes it as it comes, no faster than its width allows."""
+        if nbytes > self.tile_bytes:
+            raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a tile slot of {self.tile_bytes} B")
+        bank, self.next_bank = self.next_bank, (self.next_bank + 1) % self.cfg.banks
+        written = max(self.env.now, self.write_free[bank]) + self.fill_ps(nbytes)
+        written = self.write_free[bank] = max(written, _response(arrival).done_ps)
+        self.filled.append((arrival, written, nbytes))
         self._trace_occupancy()
         if self._consumer is not None:
             waiting, self._consumer = self._consumer, None
             waiting.succeed()
 
     def take(self):
-        """Generator: wait for the next tile in order and return the memory's response for it."""
+        """Generator: wait for the next tile in order to be in its bank; returns its ``TileData``."""
         while not self.filled:
             self._consumer = self.env.event()
             yield self._consumer
-        arrival = self.taking = self.filled.popleft()
-        response = yield arrival
+        tile = self.taking = self.filled.popleft()
+        arrival, written, nbytes = tile
+        yield arrival
+        if written > self.env.now:  # the write port is slower than the memory
+            yield self.env.timeout(written - self.env.now)
         self.taking = None
-        return response
+        return TileData(nbytes, self.drain_ps(nbytes))
 
     def release(self) -> None:
-        """Free the bank of the tile the consumer finished."""
+        """Free the slot of the tile the consumer finished."""
         self.free += 1
         self._trace_occupancy()
         if self._producer is not None:
@@ -195,31 +236,42 @@ class BankedBuffer(Component):
         """Shortest time to read ``nbytes`` out of one bank (the read port is as wide)."""
         return self.fill_ps(nbytes)
 
-    def occupied_banks(self) -> int:
-        """Banks reserved or holding data."""
-        return self.cfg.banks - self.free
+    def occupied_slots(self) -> int:
+        """Tile slots reserved or holding data."""
+        return self.cfg.banks * self.cfg.tiles_per_bank - self.free
 
     def boundary_state(self, frame: Frame) -> tuple:
-        """Free banks, waiting producer and consumer, and when the data of each filled tile and
-        of the tile being taken is in (relative to the boundary)."""
+        """Free slots, waiting producer and consumer, when the data of each filled tile and of
+        the tile being taken is in (relative to the boundary), and how long each bank's write
+        port is still busy, starting from the bank the next tile goes to (banks are alike)."""
+        banks = self.cfg.banks
         return (self.free, self._producer is not None, self._consumer is not None,
-                tuple(_due(event, frame) for event in self.filled),
-                None if self.taking is None else _due(self.taking, frame))
+                tuple(_tile_state(tile, frame) for tile in self.filled),
+                None if self.taking is None else _tile_state(self.taking, frame),
+                None if self.reading is None else (frame.time(self.reading[0]), self.reading[1],
+                                                   frame.name(self.reading[2])),
+                tuple(max(0, self.write_free[(self.next_bank + i) % banks] - frame.now) for i in range(banks)))
 
     def _trace_occupancy(self) -> None:
         if self.ctx.tracer.enabled:
-            self.ctx.tracer.counter(f"{self.name} banks in use", self.env.now, self.occupied_banks())
+            self.ctx.tracer.counter(f"{self.name} tiles held", self.env.now, self.occupied_slots())
 
 
-def _due(arrival: simpy.Event, frame: Frame):
-    """When a tile's data is in, relative to the boundary ("in" once it is): the memory's
-    response says when (a timeout's value is known when it is scheduled)."""
-    if arrival.processed:
-        return "in"
+def _response(arrival: simpy.Event) -> Response:
+    """The memory's response a tile's arrival carries (a timeout's value is known when it is
+    scheduled)."""
     response = arrival.value
     if not isinstance(response, Response):
         raise TypeError(f"a buffer tile's arrival carries {type(response).__name__}, not a memory Response")
-    return frame.time(response.done_ps)
+    return response
+
+
+def _tile_state(tile: tuple[simpy.Event, int, int], frame: Frame):
+    """When a tile is in its bank, relative to the boundary ("in" once it is), and its size."""
+    arrival, written, nbytes = tile
+    if arrival.processed and written <= frame.now:
+        return "in", nbytes
+    return frame.time(written), nbytes
 
 
 def _expect(access: BankAccess, command: BankCommand, name: str) -> None:

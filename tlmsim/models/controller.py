@@ -61,7 +61,7 @@ class Controller(Component):
         """Dispatch every op of every step once its dependencies are done."""
         program = self.program
         for step in program.steps:
-            self.ctx.phase = step.phase
+            self.ctx.enter_phase(step.phase)
             self.ctx.tracer.enabled = self.traced(program.cfg, step)
             states = program.state(step.index)
             start = self.env.now

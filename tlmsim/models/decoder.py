@@ -29,11 +29,13 @@ class DecoderConfig(Section):
 
 @dataclass(frozen=True)
 class DecodeStream:
-    """Stream one weight tile of ``stored_weights`` to a consumer that needs ``consume_ps`` for it."""
+    """Stream one weight tile of ``stored_weights`` from a bank that delivers it in
+    ``supply_ps`` to a consumer that needs ``consume_ps`` for it."""
 
     label: str
     stored_weights: int
     consume_ps: int
+    supply_ps: int = 0
 
 
 class WeightDecoder(Component):
@@ -53,10 +55,12 @@ class WeightDecoder(Component):
         decode time once both are done."""
         start = self.env.now
         decode = self.decode_ps(tile.stored_weights)
-        yield self.env.timeout(max(decode, tile.consume_ps))
+        fed = max(decode, tile.supply_ps)
+        yield self.env.timeout(max(fed, tile.consume_ps))
         self.record("busy", start, start + decode, tile.label, weights=tile.stored_weights)
-        self.record("stall:back-pressure from PEs", start + decode, start + tile.consume_ps, tile.label)
-        return decode
+        self.record("stall:waiting for weight buffer", start + decode, start + fed, tile.label)
+        self.record("stall:back-pressure from PEs", start + fed, start + tile.consume_ps, tile.label)
+        return fed
 
     def boundary_state(self, frame: Frame) -> tuple:
         """Nothing: a tile in the stream is the PE array's state (its process waits on it)."""

@@ -140,9 +140,11 @@ class Program(Stateful):
             chunk = token_chunk(op, int(acc.activation_buffer.capacity_kib * 1024), self.cfg.workload.activation_bits)
             pe = acc.pe_array
             one_beat = pe.lanes * (op.weight_format.m if op.weight_format.sparse else pe.n)
-            return linear_tiles(op, acc.weight_buffer.bank_bytes, pe.cols, chunk, one_beat)
+            buf = acc.weight_buffer
+            field = "tile_kib" if buf.tile_bytes < buf.bank_bytes else "bank_kib"  # what limits the tile
+            return linear_tiles(op, buf.tile_bytes, pe.cols, chunk, one_beat, f"accelerator.weight_buffer.{field}")
         if op.kind is OpKind.ATTN_MATMUL and op.operand_bytes:
-            return attention_tiles(op, acc.kv_buffer.bank_bytes)
+            return attention_tiles(op, acc.kv_buffer.tile_bytes)
         return []
 
     def weight_descriptors(self):

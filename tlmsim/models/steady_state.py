@@ -42,7 +42,11 @@ from tlmsim.models.placement import Placement
 from tlmsim.models.program import LAYER, TILE, OpState, Program
 
 MIN_TILE_RUN = 8  # shorter runs of identical tiles are not worth checking
-MAX_TILE_TRIES = 12  # tile checkpoints per op before giving up on a steady state
+# Tile checkpoints: every tile of the first EARLY_TILE_CHECKS of a run (a steady state found at
+# once), then a pair of consecutive tiles every TILE_CHECK_EVERY (one reached after a long
+# transient, e.g. a deep buffer draining slowly), so checks cost 2 / TILE_CHECK_EVERY of the tiles.
+EARLY_TILE_CHECKS = 12
+TILE_CHECK_EVERY = 16
 
 
 class Layout:
@@ -111,7 +115,6 @@ class SteadyStateReuse:
         self.tiles_skipped = 0
         self._mark: tuple[int, int, Mark] | None = None  # (step, layer, mark) at the last layer start
         self._tile_mark: tuple[int, int, int, Mark] | None = None  # (id of op state, step, tile, mark)
-        self._tile_tries: dict[int, int] = {}
         self._tile_runs: dict[int, tuple] = {}
 
     @property
@@ -207,11 +210,11 @@ class SteadyStateReuse:
         if run is None:
             return
         self.engine.boundary()  # with or without reuse: records split the same way
-        tries = self._tile_tries.get(id(st), 0)
+        offset = index - run[0]
+        checked = offset <= EARLY_TILE_CHECKS or offset % TILE_CHECK_EVERY in (0, 1)
         inside = run[0] <= index - 1 < index < run[1]
-        if not self.engine.enabled or st.skipped_tiles or tries > MAX_TILE_TRIES or not inside:
+        if not self.engine.enabled or st.skipped_tiles or not checked or not inside:
             return
-        self._tile_tries[id(st)] = tries + 1
         where = Boundary(self.layout, st.step.index, op=st.op.name, tile=index, tile_offset=st.tiles[index].offset)
         mark = self.engine.mark(Frame(self.env.now, where))
         previous, self._tile_mark = self._tile_mark, (id(st), st.step.index, index, mark)
@@ -266,7 +269,6 @@ class SteadyStateReuse:
 
     def finish_step(self, step: int, states: list[OpState]) -> None:
         """Put real times on every op state of a finished step, the skipped ones included."""
-        self._tile_tries.clear()
         self._tile_mark = None
         self.engine.end_renames()
         skip = next((s for s in self.engine.skips if s.unit.kind == LAYER and s.unit.step == step), None)

@@ -40,9 +40,10 @@ def token_chunk(op: Op, activation_bytes: int, act_bits: int) -> int:
     return min(chunk, op.rows)
 
 
-def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int, min_k: int) -> list[Tile]:
+def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int, min_k: int,
+                 field: str = "accelerator.weight_buffer.bank_kib") -> list[Tile]:
     """Tiles of a linear layer: for each token chunk, the weights in bank-sized blocks."""
-    blocks = weight_blocks(op, bank_bytes, pe_cols, min_k)
+    blocks = weight_blocks(op, bank_bytes, pe_cols, min_k, field)
     tiles = []
     for chunk_start in range(0, op.rows, rows_per_chunk):
         chunk = min(rows_per_chunk, op.rows - chunk_start)
@@ -55,7 +56,8 @@ def linear_tiles(op: Op, bank_bytes: int, pe_cols: int, rows_per_chunk: int, min
     return tiles
 
 
-def weight_blocks(op: Op, bank_bytes: int, pe_cols: int, min_k: int) -> list[tuple[int, int]]:
+def weight_blocks(op: Op, bank_bytes: int, pe_cols: int, min_k: int,
+                  field: str = "accelerator.weight_buffer.bank_kib") -> list[tuple[int, int]]:
     """(output rows, inputs) of each weight tile, in streaming order.
 
     Tiles hold whole rows when at least ``pe_cols`` rows fit a bank (no column of the
@@ -73,7 +75,7 @@ def weight_blocks(op: Op, bank_bytes: int, pe_cols: int, min_k: int) -> list[tup
     per_slice = int(bank_bytes // (bytes_per_row * min(pe_cols, op.n) / op.k)) // step * step
     if per_slice < min(min_k, op.k):
         need = bytes_per_row * min(pe_cols, op.n) * min(min_k, op.k) / op.k / 1024
-        raise ConfigError(f"accelerator.weight_buffer.bank_kib is too small for one tile of {op.name} "
+        raise ConfigError(f"{field} is too small for one tile of {op.name} "
                           f"({min(pe_cols, op.n)} rows x {min(min_k, op.k)} inputs need {need:.1f} KiB); increase it")
     k_slice = _balanced(op.k, per_slice, step)
     return [(min(pe_cols, op.n - first), min(k_slice, op.k - k0))
