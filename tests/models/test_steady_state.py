@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tiers import ci_subset
 
 from tlmsim.config import load_config
 from tlmsim.models.accelerator import Accelerator
@@ -47,8 +48,15 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
-def test_reuse_changes_no_result(overrides):
+# CI runs one configuration per kind of state (memory-, PE- and buffer-bound, each format,
+# both memories, channel placements, lateral HBM traffic, more banks).
+IN_CI = {"flagship", "50GBps", "batch16", "int4", "ternary", "fp16-spill", "kv8", "one-channel", "31-axi-ports",
+         "3-banks", "all-ddr"}
+
+
+@pytest.mark.parametrize("name", ci_subset(list(CONFIGS), IN_CI))
+def test_reuse_changes_no_result(name):
+    overrides = CONFIGS[name]
     with_reuse, acc = _run(overrides, True)
     without, plain = _run(overrides, False)
     assert plain.reuse.layers_skipped == 0
