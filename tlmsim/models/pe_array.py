@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import simpy
 from pydantic import Field, model_validator
@@ -55,9 +56,20 @@ class PeArrayConfig(Section):
     native_weight_bits: int = Field(4, ge=1, le=16,
                                     description="multiplier weight width; wider weights take more beats")
     ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
+    pe: Literal["int4", "ternary"] = Field(
+        "int4", description="PE build (rtl/nm_pe.v WMODE): int4 multipliers (run INT and ternary weights) or the "
+                            "multiply-free ternary PE (ternary weights only, no product DSPs)")
+    pack: Literal[1, 2] = Field(1, description="token rows per PE sharing each weight's DSP (rtl PACK; rows counts "
+                                               "token rows, so the array has rows / pack x cols PEs; timing unchanged)")
 
     @model_validator(mode="after")
     def _n_below_m(self):
+        if self.pe == "ternary" and (self.pack != 1 or not self.ternary):
+            raise ValueError("pe=ternary is the multiply-free PE: it needs ternary: true and pack: 1; "
+                             "use pe: int4 for packed or INT weights")
+        if self.rows % self.pack:
+            raise ValueError(f"rows={self.rows} is not a multiple of pack={self.pack} (a packed PE computes "
+                             f"{self.pack} token rows); use an even number of rows or pack: 1")
         if self.n >= self.m:
             raise ValueError(f"n={self.n} must be < m={self.m} (N:M keeps N of every M weights)")
         if self.m & (self.m - 1):
@@ -77,6 +89,9 @@ def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
     if fmt.encoding == "ternary" and not cfg.ternary:
         raise ConfigError(f"{where} is ternary but accelerator.pe_array.ternary is false; "
                           f"set it to true or use an INT format")
+    if fmt.encoding != "ternary" and cfg.pe == "ternary":
+        raise ConfigError(f"{where} is {fmt.name} but accelerator.pe_array.pe is ternary (multiply-free, ternary "
+                          f"weights only); set pe: int4 or use a ternary format")
 
 
 class Operands(Enum):
