@@ -22,8 +22,9 @@ def design_cost(cfg: Config) -> dict | None:
     """Resources (per component and total), their share of the board, and what exceeds it."""
     if cfg.board is None:
         return None
+    hard = frozenset(name for name, mem in cfg.board.memories.items() if mem.hard_controller)
     lines = design_resources(cfg.accelerator, cfg.memory, cfg.workload.activation_bits,
-                             SYNTH_FAMILY[cfg.board.family])
+                             SYNTH_FAMILY[cfg.board.family], hard)
     used = total(lines)
     board = cfg.board
     over = budget_problems(cfg, used.to_json())
@@ -52,6 +53,6 @@ def check_budget(cfg: Config) -> dict | None:
     if cost and cost["over_budget"] and not cfg.simulation.allow_over_budget:
         first = cost["over_budget"][0]
         more = len(cost["over_budget"]) - 1
-        raise ConfigError(f"{first}{f' (and {more} more)' if more else ''}; shrink the design, pick a larger "
-                          "board, or run it as a what-if with --allow-over-budget")
+        raise ConfigError(f"{first}{f' (and {more} more)' if more else ''}; use a smaller design, a slower clock "
+                          "or a larger board, or run it as a what-if with --allow-over-budget")
     return cost

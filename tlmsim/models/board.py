@@ -48,6 +48,8 @@ class BoardMemory(Section):
     channels: int = Field(**PORTS)
     capacity_gib: float = Field(gt=0, le=16384)
     bandwidth_gbps: float = Field(**BANDWIDTH_GBPS)
+    hard_controller: bool = Field(False, description="controller in hard silicon (Zynq PS, Versal DDRMC/HBM): "
+                                                     "costs no fabric resources")
 
 
 class BoardConfig(Section):

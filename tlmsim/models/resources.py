@@ -54,8 +54,9 @@ class Line:
 
 
 def design_resources(acc: AcceleratorConfig, memories: Mapping[str, MemoryConfig], act_bits: int,
-                     family: str = "xcup") -> dict[str, Line]:
-    """Resources of every component of the design, by component name."""
+                     family: str = "xcup", hard_controllers: frozenset[str] = frozenset()) -> dict[str, Line]:
+    """Resources of every component of the design, by component name (``hard_controllers``:
+    memories whose controller is hard silicon and costs no fabric)."""
     pe = acc.pe_array
     array = pe_array_resources(pe, act_bits, pack=pe.pack, ternary_only=pe.pe == "ternary", family=family)
     lines = {
@@ -70,7 +71,8 @@ def design_resources(acc: AcceleratorConfig, memories: Mapping[str, MemoryConfig
         "dmas": Line(DMA_ENGINE.times(2 * sum(m.channels for m in memories.values())), ESTIMATE),
     }
     for name, mem in memories.items():
-        lines[f"{name}_controller"] = memory_controller(mem)
+        hard = Line(ResourceCount(), "hard controller (board preset): no fabric resources")
+        lines[f"{name}_controller"] = hard if name in hard_controllers else memory_controller(mem)
     return lines
 
 
