@@ -123,6 +123,10 @@ class Config(Section):
                     raise _cross_error(f"placement.{field} names memory {short_repr(mem)}, which is not defined; "
                                        f"use one of {sorted(self.memory)}", f"placement.{field}", "memory")
         _check_format_fits_pe(self.workload.weight_format, self.workload.group_size, self.accelerator.pe_array)
+        if self.accelerator.pe_array.pe == "ternary" and not self.workload.lm_head_format.startswith("ternary"):
+            raise _cross_error(f"workload.lm_head_format={self.workload.lm_head_format} cannot run on "
+                               "accelerator.pe_array.pe=ternary (ternary weights only); set lm_head_format: ternary",
+                               "workload.lm_head_format", "accelerator.pe_array")
         _check_on_chip_budget(self.accelerator)
         steps, tokens = self.trace.decode_steps, self.workload.decode_tokens
         if steps > max(tokens, 1):  # the default (trace step 1) stays valid for a prefill-only run

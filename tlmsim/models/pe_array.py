@@ -89,7 +89,9 @@ def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
     if fmt.encoding == "ternary" and not cfg.ternary:
         raise ConfigError(f"{where} is ternary but accelerator.pe_array.ternary is false; "
                           f"set it to true or use an INT format")
-    if fmt.encoding != "ternary" and cfg.pe == "ternary":
+    # The multiply-free PE refuses INT weights; attention's activation x KV products (fp16
+    # "values") are charged to the array as if it ran them (docs/cost.md names the missing unit).
+    if fmt.encoding == "int" and cfg.pe == "ternary":
         raise ConfigError(f"{where} is {fmt.name} but accelerator.pe_array.pe is ternary (multiply-free, ternary "
                           f"weights only); set pe: int4 or use a ternary format")
 
