@@ -7,7 +7,7 @@ Runs alternate between the trees (before, after, before, ...) so that other load
 machine hits both alike; each tree has its own warmed layer-graph cache. Measured per tree:
 
 * ``tlmsim run CONFIG -q`` as a fresh process, cached graph: what a user waits for
-  (imports, build, simulation, result, trace and plot files);
+  (imports, build, simulation, result, trace and plot files), as wall and CPU time;
 * the same with ``--set simulation.reuse_identical_layers=false`` divided by it: how much
   steady-state reuse saves (the "reuse speed").
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 # Runs ``tlmsim.cli`` of the tree on PYTHONPATH only: an editable install's import hook
 # (setuptools' ``__editable__`` finders) would otherwise supply modules the tree lacks.
@@ -34,16 +34,20 @@ ISOLATED_CLI = ("import runpy, sys; "
                 "sys.argv[0] = 'tlmsim'; runpy.run_module('tlmsim.cli', run_name='__main__')")
 
 
-def run_once(tree: Path, config: str, overrides: list[str], cache: Path) -> float:
-    """Wall seconds of one ``tlmsim run`` of ``tree``'s code in a fresh process."""
+def run_once(tree: Path, config: str, overrides: list[str], cache: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of one ``tlmsim run`` of ``tree``'s code in a fresh process (CPU time
+    is what to compare on a machine that other jobs share)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "TLMSIM_CACHE": str(cache)}
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-c", ISOLATED_CLI, "run", config, "-q", "--out", str(Path(out) / "r")]
         for item in overrides:
             cmd += ["--set", item]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -65,18 +69,18 @@ def main() -> None:
         for name, tree in trees.items():
             walls[name, "reuse"].append(run_once(tree, args.config, args.overrides, caches[name]))
             walls[name, "no reuse"].append(run_once(tree, args.config, no_reuse, caches[name]))
-    median = {key: statistics.median(values) for key, values in walls.items()}
+    median = {key: tuple(statistics.median(v[i] for v in values) for i in (0, 1)) for key, values in walls.items()}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average before the runs {os.getloadavg()[0]:.2f}")
     print(f"config: {args.config} {' '.join(args.overrides)}; medians of {args.repeat}, runs alternated")
     for name, tree in trees.items():
-        reuse, plain = median[name, "reuse"], median[name, "no reuse"]
-        print(f"{name:6} {tree}: tlmsim run {reuse:.2f} s (min {min(walls[name, 'reuse']):.2f}); "
-              f"without reuse {plain:.2f} s; reuse speed-up x{plain / reuse:.2f}")
-    speedups = [median[n, "no reuse"] / median[n, "reuse"] for n in trees]
-    print(f"after/before: run wall x{median['after', 'reuse'] / median['before', 'reuse']:.2f}, "
+        (wall, cpu), (plain_wall, plain_cpu) = median[name, "reuse"], median[name, "no reuse"]
+        print(f"{name:6} {tree}: tlmsim run wall {wall:.2f} s, CPU {cpu:.2f} s; without reuse wall "
+              f"{plain_wall:.2f} s, CPU {plain_cpu:.2f} s; reuse speed-up (CPU) x{plain_cpu / cpu:.2f}")
+    speedups = [median[n, "no reuse"][1] / median[n, "reuse"][1] for n in trees]
+    print(f"after/before: run wall x{median['after', 'reuse'][0] / median['before', 'reuse'][0]:.2f}, "
+          f"CPU x{median['after', 'reuse'][1] / median['before', 'reuse'][1]:.2f}; "
           f"reuse speed-up x{speedups[1] / speedups[0]:.2f} of before's")
-
 
 if __name__ == "__main__":
     main()

@@ -54,7 +54,9 @@ def test_tile_takes_max_of_decode_and_compute(ctx, wire_pe):
     env.run()
     decode_cycles = 10240 // 64
     assert decode_cycles > pe.tile_cycles(fmt, tile)
-    drain = pe.fill_cycles(pe.pe_params(fmt)) + 4  # PE pipeline + skew + decoder latency
+    # One token row and 8 outputs run on a 1 x 8 sub-array of the 4 x 8 array: no row skew.
+    assert pe.sub_array(fmt, (tile,)) == (1, 8)
+    drain = pe.fill_cycles(pe.pe_params(fmt), (1, 8)) + 4  # PE pipeline + column skew + decoder latency
     assert issuer.done == [((0, 0), (decode_cycles + drain) * 4000)]  # 250 MHz -> 4 ns per cycle
 
 
@@ -94,3 +96,22 @@ def test_a_narrow_bank_read_port_paces_the_tile_and_is_accounted_as_such(ctx, wi
     assert issuer.done == [((0, 0), (20 + drain) * 4000)]
     assert pe.stats.time_ps["test"] == {"busy": 8 * 4000, "stall:waiting for buffer port": 12 * 4000}
     assert decoder.stats.time_ps["test"] == {"busy": 4 * 4000, "stall:waiting for weight buffer": 16 * 4000}
+
+
+def test_a_small_op_runs_on_the_sub_array_that_finishes_it_soonest(ctx):
+    """128 outputs of 64 inputs on a 1 x 128 array (2:4, 2 lanes: 8 beats per pass): the whole
+    array takes 8 beats + 127 cycles of skew; 64 columns take 2 passes (16 beats) + 63, which
+    is what a 64-column array does; 32 columns: 4 passes (32) + 31 = 63 is the best of all."""
+    cfg = PeArrayConfig(rows=1, cols=128, n=2, m=4, lanes=2)
+    pe = PeArray(ctx, "pe", cfg, 250, decoder_latency_cycles=0)
+    fmt = parse_format("int4-2:4")
+    tile = Tile(1, 1, 64, 128, 0, 0, 128 * 32)
+    latency = pe.fill_cycles(pe.pe_params(fmt), (1, 1))  # the PE pipeline alone
+    op_cycles = {c: pe.tile_cycles(fmt, tile, (1, c)) + pe.fill_cycles(pe.pe_params(fmt), (1, c)) - latency
+                 for c in range(1, 129)}
+    assert (op_cycles[128], op_cycles[64]) == (8 + 127, 16 + 63)
+    best = min(op_cycles.values())
+    assert best == op_cycles[32] == 32 + 31
+    assert pe.sub_array(fmt, (tile,)) == (1, max(c for c, v in op_cycles.items() if v == best))
+    whole = PeArray(ctx, "pe2", cfg.model_copy(update={"map_to_sub_array": False}), 250, decoder_latency_cycles=0)
+    assert whole.sub_array(fmt, (tile,)) == (1, 128)

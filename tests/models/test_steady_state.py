@@ -58,9 +58,11 @@ def test_flagship_decode_skips_layers_and_lm_head_tiles():
     _, acc = _run([], True)
     reuse = acc.reuse
     # Every step (the prefill and 4 decode steps) simulates layers 0-2 and skips 29; in the
-    # decode steps the fp16 lm_head's 250 tiles of 1 MiB repeat after a few tiles.
+    # decode steps the fp16 lm_head's 250 tiles of 1 MiB repeat once the weight buffer's 18
+    # prefetched tiles have drained to the memory's pace: at most a few checkpoints (every 16
+    # tiles) in, and the DMA holds up to 18 tiles that are not skipped.
     assert reuse.layers_skipped == 5 * 29
-    assert reuse.tiles_skipped > 4 * 230
+    assert reuse.tiles_skipped > 4 * (250 - 18 - 2 * 16)
     step = acc.steps[-1]
     spans = [(op.start_ps, op.end_ps) for op in step.ops if op.name.endswith("mlp.down_proj")]
     assert len(spans) == 32

@@ -272,24 +272,30 @@ def _assign_lanes(slices: list[Slice], by_track: bool = False) -> list[tuple[str
 def bandwidth_series(slices: list[Slice], track: str, bins: int = 400,
                      window: tuple[int, int] | None = None) -> list[tuple[int, float]]:
     """(bin start ps, GB/s) of one memory over its traced span (or ``window``): each
-    transaction's bytes are spread evenly over its request-to-completion interval
-    (queueing and latency included, so this is the delivered rate, not channel occupancy)."""
-    txns = [s for s in slices if s.track == track and s.args.get("bytes")]
+    transaction's bytes are spread evenly over the window its data moves in (``data_ps``,
+    set by the memory), else over its request-to-completion interval."""
+    spans = [(*_data_span(s), s.args["bytes"]) for s in slices if s.track == track and s.args.get("bytes")]
     if window is not None:
-        txns = [s for s in txns if s.end_ps > window[0] and s.start_ps < window[1]]
-    if not txns:
+        spans = [t for t in spans if t[1] > window[0] and t[0] < window[1]]
+    if not spans:
         return []
-    lo, hi = window or (min(s.start_ps for s in txns), max(s.end_ps for s in txns))
+    lo, hi = window or (min(t[0] for t in spans), max(t[1] for t in spans))
     width = max(1, ceil_div(hi - lo, bins))
     moved = [0.0] * (ceil_div(hi - lo, width) + 1)
-    for s in txns:
-        rate = s.args["bytes"] / (s.end_ps - s.start_ps)
-        first, last = max(s.start_ps, lo), min(s.end_ps, hi)
+    for start, end, nbytes in spans:
+        rate = nbytes / (end - start)
+        first, last = max(start, lo), min(end, hi)
         for b in range((first - lo) // width, (last - 1 - lo) // width + 1):
             b_lo, b_hi = lo + b * width, lo + (b + 1) * width
-            moved[b] += rate * (min(s.end_ps, b_hi) - max(s.start_ps, b_lo))
+            moved[b] += rate * (min(end, b_hi) - max(start, b_lo))
     # bytes per ps = 1e12 B/s = 1000 GB/s; the final sample returns the counter to 0.
     return [(lo + b * width, 1000.0 * m / width) for b, m in enumerate(moved[:-1])] + [(hi, 0.0)]
+
+
+def _data_span(s: Slice) -> tuple[int, int]:
+    """When a transaction's data moves: ``data_ps`` is relative to the slice's start."""
+    start, end = s.args.get("data_ps") or (0, s.end_ps - s.start_ps)
+    return (s.start_ps + start, s.start_ps + end) if end > start else (s.start_ps, s.end_ps)
 
 
 def write_chrome_trace(path: Path, slices: list[Slice], counters: list[Counter], **options) -> None:

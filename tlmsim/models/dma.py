@@ -64,7 +64,9 @@ class Dma(Component):
             if desc.wait_for is not None and not desc.wait_for.processed:
                 self._begin_activity("dependency")
                 yield desc.wait_for
-                self.record("stall:waiting for dependency", self.since, self.env.now, desc.label)
+                if self.in_flight == 0:  # waiting while reads are in flight is busy time, not a stall
+                    self.record("stall:waiting for dependency", max(self.since, self.idle_since), self.env.now,
+                                desc.label)
             yield from self._reserve_bank(desc.label)
             desc = self.current  # ``advance`` may have moved it past skipped tiles
             if desc.on_issue is not None:
@@ -112,11 +114,9 @@ class Dma(Component):
         if self.in_flight:
             self.record("busy", self.busy_since, now, "reads in flight")
             self.busy_since = now
-        if self.activity == "dependency":
-            self.record("stall:waiting for dependency", self.since, now, label)
-            self.since = now
-        elif self.activity == "reserve" and not self.in_flight:
-            self.record("stall:buffer full", max(self.since, self.idle_since), now, label)
+        stall = {"dependency": "stall:waiting for dependency", "reserve": "stall:buffer full"}.get(self.activity)
+        if stall is not None and not self.in_flight:
+            self.record(stall, max(self.since, self.idle_since), now, label)
             self.since = now
         if not self.in_flight:
             self.idle_since = now

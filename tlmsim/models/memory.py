@@ -149,9 +149,18 @@ class Memory(Component):
         done = self.schedule(txn)
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
         if self.ctx.tracer.enabled:
-            self.ctx.tracer.slice(self.name, "busy", txn.label, start, done,
-                                  bytes=txn.nbytes, command=txn.command.value, stream=txn.stream)
+            self.ctx.tracer.slice(self.name, "busy", txn.label, start, done, bytes=txn.nbytes,
+                                  command=txn.command.value, stream=txn.stream, data_ps=self._data_window(txn, done))
         return self.env.timeout(done - start, value=Response(txn, done))
+
+    def _data_window(self, txn: Transaction, done: int) -> list[int]:
+        """[start, end] ps, relative to the request, in which ``txn``'s data moves on its
+        channels (for the bandwidth counter; relative, so copies of the slice keep it): it ends a
+        fixed latency before completion and lasts the time its largest channel share needs at
+        the channel's peak, so concurrent windows never add up above the memory's peak."""
+        end = max(0, done - self.latency_ps - self.env.now)
+        longest = max(transfer_ps(nbytes, self.channel_gbps) for _, _, nbytes in self.split_local(txn.addr, txn.nbytes))
+        return [max(0, end - longest), end]
 
     def schedule(self, txn: Transaction) -> int:
         """Reserve channel time for ``txn`` and return when its data is complete."""

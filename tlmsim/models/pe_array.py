@@ -22,11 +22,13 @@ port per operand buffer (``operand_ports``), ``decoder_port`` (the weight stream
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+import numpy as np
 import simpy
 from pydantic import Field, model_validator
 
@@ -61,6 +63,7 @@ class PeArrayConfig(Section):
                             "multiply-free ternary PE (ternary weights only, no product DSPs)")
     pack: Literal[1, 2] = Field(1, description="token rows per PE sharing each weight's DSP (rtl PACK; rows counts "
                                                "token rows, so the array has rows / pack x cols PEs; timing unchanged)")
+    map_to_sub_array: bool = Field(True, description="run each op on the sub-array that finishes it soonest")
 
     @model_validator(mode="after")
     def _n_below_m(self):
@@ -127,7 +130,7 @@ class PeArray(Component):
     REUSE_STATE = ("cmd", "tile_index", "skip", "activity", "since", "incoming", "draining")
     WIRING = ("cfg", "clock_mhz", "decoder_latency_cycles", "commands", "operand_ports", "decoder_port", "done_port",
               "on_tile_start")
-    CACHES = ("_tile_times", "_params")
+    CACHES = ("_tile_times", "_params", "_shapes")
 
     def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float, decoder_latency_cycles: int,
                  on_tile_start: Callable[[PeCommand, int], None] | None = None):
@@ -149,6 +152,7 @@ class PeArray(Component):
         self.draining: list[tuple[int, str]] = []  # (when its results are out, label) of finished commands
         self._tile_times: dict[tuple, int] = {}
         self._params: dict[WeightFormat, PeParams] = {}
+        self._shapes: dict[tuple, tuple] = {}
         self.process = self.start(self.run())
 
     def run(self):
@@ -159,6 +163,7 @@ class PeArray(Component):
             cmd = self.cmd = yield self.incoming
             self.incoming = None
             operands = self.operand_ports[cmd.operands]
+            shape = self.sub_array(cmd.fmt, cmd.tiles)
             for index in tile_order(len(cmd.tiles), self._skipped):
                 self.tile_index, tile = index, cmd.tiles[index]
                 if self.on_tile_start is not None:
@@ -166,15 +171,15 @@ class PeArray(Component):
                 self.activity, self.since = "operands", self.env.now
                 data = yield from operands.transport(BankAccess(BankCommand.READ, cmd.label))
                 self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
-                yield from self._compute(cmd, tile, data.read_ps)
+                yield from self._compute(cmd, tile, data.read_ps, shape)
                 operands.request(BankAccess(BankCommand.RELEASE, cmd.label))
-            self._finish_after_drain(cmd)
+            self._finish_after_drain(cmd, shape)
 
     def _skipped(self) -> tuple[int, int] | None:
         return self.skip
 
-    def _finish_after_drain(self, cmd: PeCommand) -> None:
-        drain = self.fill_cycles(self.pe_params(cmd.fmt)) + (self.decoder_latency_cycles if cmd.decoded else 0)
+    def _finish_after_drain(self, cmd: PeCommand, shape: tuple[int, int]) -> None:
+        drain = self.fill_cycles(self.pe_params(cmd.fmt), shape) + (self.decoder_latency_cycles if cmd.decoded else 0)
         drain_ps = cycles_to_ps(drain, self.clock_mhz)
         self.draining.append((self.env.now + drain_ps, cmd.label))
         self.env.timeout(drain_ps, value=cmd).callbacks.append(self._drained)
@@ -201,12 +206,12 @@ class PeArray(Component):
         if self.cmd is not None and unit.label == self.cmd.label and unit.step == self.cmd.work[0]:
             self.skip = (unit.first, unit.last)
 
-    def _compute(self, cmd: PeCommand, tile: Tile, read_ps: int):
+    def _compute(self, cmd: PeCommand, tile: Tile, read_ps: int, shape: tuple[int, int]):
         """Stream one tile out of its bank (``read_ps`` at the bank's read port), through the
         decoder if it holds weights, into the array: the slowest of the three sets the pace."""
         self.activity = "compute"
         start = self.since = self.env.now
-        compute = self._tile_ps(cmd.fmt, tile)
+        compute = self._tile_ps(cmd.fmt, tile, shape)
         fed = max(compute, read_ps)
         if cmd.decoded:  # the decoder streams the tile in lockstep: max(read, decode, compute)
             decode = yield from self.decoder_port.transport(
@@ -218,12 +223,37 @@ class PeArray(Component):
         self.record("stall:waiting for buffer port", start + compute, start + fed, cmd.label)
         self.record("stall:waiting for decoder", start + fed, start + decode, cmd.label)
 
-    def _tile_ps(self, fmt: WeightFormat, tile: Tile) -> int:
+    def _tile_ps(self, fmt: WeightFormat, tile: Tile, shape: tuple[int, int]) -> int:
         """Compute time of one tile (remembered: tiles repeat, a few shapes per op)."""
-        key = (fmt, tile)
+        key = (fmt, tile, shape)
         if key not in self._tile_times:
-            self._tile_times[key] = cycles_to_ps(self.tile_cycles(fmt, tile), self.clock_mhz)
+            self._tile_times[key] = cycles_to_ps(self.tile_cycles(fmt, tile, shape), self.clock_mhz)
         return self._tile_times[key]
+
+    def sub_array(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> tuple[int, int]:
+        """(rows, cols) of the sub-array an op runs on: the one that finishes it soonest.
+
+        The controller maps an op onto the top-left r x c PEs; fewer columns mean more passes
+        but a shorter systolic skew. Every r <= rows, c <= cols is considered, so a larger
+        array can always run an op as a smaller one would and is never slower
+        (``map_to_sub_array: false`` always uses the whole array)."""
+        if not self.cfg.map_to_sub_array or not tiles:
+            return self.cfg.rows, self.cfg.cols
+        key = (fmt, id(tiles))
+        if key not in self._shapes:
+            self._shapes[key] = (tiles, self._fastest_shape(fmt, tiles))  # tiles kept: their id stays unique
+        return self._shapes[key][1]
+
+    def _fastest_shape(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> tuple[int, int]:
+        shapes = Counter((t.groups, t.rows, t.n, t.k) for t in tiles)
+        rows, cols = np.arange(self.cfg.rows, 0, -1), np.arange(self.cfg.cols, 0, -1)  # largest first on a tie
+        ii = initiation_interval(self.pe_params(fmt))
+        cycles = (rows[:, None] - 1) + (cols[None, :] - 1)
+        for (groups, t_rows, t_n, k), count in shapes.items():
+            per_pass = count * groups * self.beats_per_pass(fmt, k) * ii
+            cycles = cycles + per_pass * ceil_div(t_rows, rows)[:, None] * ceil_div(t_n, cols)[None, :]
+        r, c = np.unravel_index(int(np.argmin(cycles)), cycles.shape)
+        return int(rows[r]), int(cols[c])
 
     def pe_params(self, fmt: WeightFormat) -> PeParams:
         """The PE configuration that runs ``fmt``: its N:M pattern, or the built one in dense mode."""
@@ -255,14 +285,17 @@ class PeArray(Component):
             return 1
         return ceil_div(fmt.value_bits, self.cfg.native_weight_bits)
 
-    def tile_cycles(self, fmt: WeightFormat, tile: Tile) -> int:
-        """Cycles one tile occupies the array (its beats; see the module docstring)."""
-        passes = tile.groups * ceil_div(tile.rows, self.cfg.rows) * ceil_div(tile.n, self.cfg.cols)
+    def tile_cycles(self, fmt: WeightFormat, tile: Tile, shape: tuple[int, int] | None = None) -> int:
+        """Cycles one tile occupies the (sub-)array (its beats; see the module docstring)."""
+        rows, cols = shape or (self.cfg.rows, self.cfg.cols)
+        passes = tile.groups * ceil_div(tile.rows, rows) * ceil_div(tile.n, cols)
         return passes * self.beats_per_pass(fmt, tile.k) * initiation_interval(self.pe_params(fmt))
 
-    def fill_cycles(self, pe: PeParams) -> int:
-        """Cycles from an op's last beat to its last result: PE latency beyond one beat plus skew."""
-        return latency_cycles(pe) - 1 + self.cfg.rows - 1 + self.cfg.cols - 1
+    def fill_cycles(self, pe: PeParams, shape: tuple[int, int] | None = None) -> int:
+        """Cycles from an op's last beat to its last result: PE latency beyond one beat plus the
+        skew of the (sub-)array the op runs on."""
+        rows, cols = shape or (self.cfg.rows, self.cfg.cols)
+        return latency_cycles(pe) - 1 + rows - 1 + cols - 1
 
     def multipliers(self) -> int:
         """Multiply (or add/subtract) units in the array."""
