@@ -58,11 +58,11 @@ def _margin(op: dict) -> float | None:
 
 
 def _group(rows: list[tuple[dict, float]], key) -> dict:
-    groups: dict = defaultdict(lambda: {"exposed_s": 0.0, "roofline_s": 0.0, "by_component": defaultdict(float)})
+    groups: dict = defaultdict(lambda: {"exposed_s": 0.0, "op_bounds_sum_s": 0.0, "by_component": defaultdict(float)})
     for op, exposed in rows:
         g = groups[key(op)]
         g["exposed_s"] += exposed
-        g["roofline_s"] += op["roofline_s"]
+        g["op_bounds_sum_s"] += op["roofline_s"]
         g["by_component"][op["bound_by"]] += exposed
     return groups
 
@@ -72,7 +72,7 @@ def _summarise(group: dict) -> dict:
     total = group["exposed_s"]
     bound = next(iter(comps), "none")
     return {"exposed_s": total, "bound_by": bound, "bound_share": comps.get(bound, 0.0) / total if total else 0.0,
-            "by_component_s": comps, "roofline_s": group["roofline_s"]}
+            "by_component_s": comps, "op_bounds_sum_s": group["op_bounds_sum_s"]}
 
 
 def step_report(step: int, ops: list[dict]) -> dict:

@@ -166,6 +166,11 @@ class StepSpan(_Record):
     kv: int
     start_ps: int
     end_ps: int
+    demand_bound_s: float = Field(description="the step's busiest resource's summed demand (its bytes at peak "
+                                              "bandwidth, its multiplies, decodes and vector elements at peak rate): "
+                                              "a lower bound of its time, less what the buffers prefetched for it "
+                                              "during the step before (at most their capacity)")
+    demand_bound_by: str
 
 
 class Reuse(BaseModel):
@@ -258,7 +263,8 @@ class Attribution(_Record):
     bound_by: str
     bound_share: float
     by_component_s: dict[str, float]
-    roofline_s: float
+    op_bounds_sum_s: float = Field(description="sum of the ops' own roofline bounds; not a bound of the group "
+                                               "(ops overlap): the step's bound is steps[].demand_bound_s")
 
 
 class LayerReport(Attribution):

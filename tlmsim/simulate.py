@@ -55,7 +55,8 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord], cost: dict
         phases["decode"] = _phase(acc, decode, components)
         _add_decode_rates(cfg, phases["decode"], decode)
     spans = [{"index": s.step.index, "phase": s.step.phase, "kv": s.step.kv, "start_ps": s.start_ps,
-              "end_ps": s.end_ps} for s in steps]
+              "end_ps": s.end_ps, "demand_bound_s": ps_to_s(max(s.demands_ps.values(), default=0)),
+              "demand_bound_by": max(s.demands_ps, key=s.demands_ps.get, default="none")} for s in steps]
     result = {
         "schema_version": SCHEMA_VERSION,
         "tlmsim_version": tlmsim_version(),

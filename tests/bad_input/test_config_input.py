@@ -65,9 +65,9 @@ FILE_CASES = [
     ("duplicate memory name", _edit("  ddr:  ", "  hbm: {kind: hbm2}\n  ddr:  "), "duplicate key 'hbm'"),
     # --- anchors, aliases, merge keys, tags, nesting
     ("anchor and alias", _edit("weight_buffer: {", "weight_buffer: &wb {").replace(
-        "kv_buffer: {banks: 2, bank_kib: 1024, memory: uram}", "kv_buffer: *wb"),
+        "kv_buffer: {banks: 2, bank_kib: 900, memory: bram}", "kv_buffer: *wb"),
      "anchors and aliases (&wb, *wb) are not supported"),
-    ("undefined alias", _edit("kv_buffer: {banks: 2, bank_kib: 1024, memory: uram}", "kv_buffer: *nothing"),
+    ("undefined alias", _edit("kv_buffer: {banks: 2, bank_kib: 900, memory: bram}", "kv_buffer: *nothing"),
      "anchors and aliases"),
     ("merge key", _edit("  clock_mhz: 250\n", "  <<: {clock_mhz: 250}\n"), "merge keys ('<<') are not supported"),
     ("python tag", _edit("name: u280_llama7b_int4_2of4", "name: !!python/object/apply:os.system [echo hi]"),
