@@ -50,7 +50,7 @@ def test_flagship_fits_the_u280_and_totals_are_the_sum_of_its_components(flagshi
 
 def test_the_multiply_free_ternary_pe_array_has_only_scale_dsps():
     cfg = load_config(FLAGSHIP, ["accelerator.pe_array.pe=ternary", "accelerator.pe_array.pack=1",
-                                 "workload.weight_format=ternary-2:4"])
+                                 "workload.weight_format=ternary-2:4", "workload.lm_head_format=ternary"])
     line = design_cost(cfg)["components"]["pe_array"]
     assert line["dsp"] == 4 * 96 * 2  # the two group-scale DSPs per PE; no product DSP
 

@@ -93,9 +93,15 @@ def test_bandwidth_study_finds_each_formats_knee_and_sparser_plateaus_higher(tmp
     cfg = load_config(ROOT / "configs" / "u280_llama7b.yaml")
     per_weight = parse_format("int4-2:4").packed_nbytes(4096, 4096) / 4096**2
     port = cfg.accelerator.weight_buffer.bank_width_bits / 8
-    expected = (port / per_weight) / 4096  # 2:4 over int4 decode throughput, ~1.47
+    pe = cfg.accelerator.pe_array
+    multipliers = pe.cols * pe.lanes * pe.n  # one token row at batch 1
+    # 2:4 feeds 2 dense weights per multiplier and cycle unless the bank's read port is slower
+    port_bound = port / per_weight < 2 * multipliers
+    expected = min(port / per_weight, 2 * multipliers) / multipliers  # 2:4 over int4 decode throughput
     assert rows["int4-2:4"]["tokens_per_s_at_top"] / rows["int4"]["tokens_per_s_at_top"] == \
         pytest.approx(expected, rel=0.1)
-    assert (rows["int4"]["bound_at_top"], rows["int4-2:4"]["bound_at_top"]) == ("pe_array", "weight_buffer")
+    near_tie = abs(port / per_weight / (2 * multipliers) - 1) < 0.05  # either may bind
+    bounds = {"pe_array", "weight_buffer"} if near_tie else {"weight_buffer" if port_bound else "pe_array"}
+    assert rows["int4"]["bound_at_top"] == "pe_array" and rows["int4-2:4"]["bound_at_top"] in bounds
     assert 100 < rows["int4"]["knee_gbps"] < rows["int4-2:4"]["knee_gbps"] < 5000
     assert (tmp_path / "points" / "bandwidth_sweep.png").read_bytes()[:4] == b"\x89PNG"
