@@ -182,6 +182,10 @@ def _parser() -> argparse.ArgumentParser:
     _study_parser(sub, common)
     _compress_parser(sub, common)
     _tiny_parser(sub, common)
+    models = sub.add_parser("models", parents=[common], help="list the shipped models (use a name as workload.model)",
+                            description="List the model configs shipped with tlmsim: family, exact parameter count, "
+                                        "attention, experts, tied embeddings, native weight format and source.")
+    models.set_defaults(handler=_models)
     rtl = sub.add_parser("rtl-check", parents=[common],
                          help="cross-check the Verilog PE against the Python PE model (needs a checkout)",
                          description="Lint rtl/nm_pe.v and run the cocotb + Verilator cross-check (tests/rtl, "
@@ -281,6 +285,13 @@ def _tiny_model(args) -> int:
     with atomic_dir(args.out, "tiny-model") as tmp:
         build_tiny_model(tmp, train_text=load_corpus() if args.train_steps else None, steps=args.train_steps)
     print(f"tiny LLaMA written to {args.out}/")
+    return 0
+
+
+def _models(args) -> int:
+    from tlmsim.workloads.catalog import catalog, format_catalog
+
+    print(format_catalog(catalog()))
     return 0
 
 

@@ -29,6 +29,7 @@ from tlmsim.workloads import graph_cache, hf_model
 from tlmsim.workloads.compressed_model import compress_model
 from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.hf_model import cache_path, layer_graph, resolve_model
+from tlmsim.workloads.module_map import assign_weights
 from tlmsim.workloads.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,8 +83,16 @@ def cache_warnings(caplog) -> list[str]:
 
 @pytest.fixture(scope="module")
 def llama_fresh():
-    """LLaMA-7B's graph, freshly extracted (no cache involved), traced once for the module."""
-    return hf_model._extract(resolve_model("llama-7b"), None, *FORMATS)
+    """LLaMA-7B's traced graph (format-free, as cached), freshly extracted, traced once for the module."""
+    return hf_model._extract(resolve_model("llama-7b"))
+
+
+def with_formats(traced):
+    """What layer_graph makes of a traced graph: the flagship's formats applied."""
+    graph = copy.deepcopy(traced)
+    assign_weights(graph, hf_model._weight_info("llama-7b", None, *FORMATS))
+    graph.graph["source"] = "config"
+    return graph
 
 
 @pytest.fixture
@@ -143,7 +152,7 @@ def test_a_planted_pickle_is_never_executed_and_llama_is_simulated(tmp_path, ext
     path.with_name(path.name.replace(graph_cache.SUFFIX, ".pickle")).write_bytes(planted)  # the old cache name
     graph = layer_graph("llama-7b", *FORMATS)
     assert not sentinel.exists()
-    assert same_graph(graph, llama_fresh) and graph.number_of_nodes() == 645
+    assert same_graph(graph, with_formats(llama_fresh)) and graph.number_of_nodes() == 645
     assert extractions == ["llama-7b"] and "rebuilding it" in cache_warnings(caplog)[0]
     assert gzip.decompress(path.read_bytes()).startswith(b'{"format": "tlmsim-layer-graph"')
 
@@ -171,10 +180,10 @@ def test_a_cache_file_of_another_model_copied_onto_llamas_is_rebuilt(tmp_path, e
     shutil.copyfile(cache_path(str(tiny), *FORMATS), llama_path)
     graph = layer_graph("llama-7b", *FORMATS)
     assert graph.number_of_nodes() == 645 and graph.graph["num_layers"] == 32
-    assert weight_bytes(graph) == weight_bytes(llama_fresh)
+    assert weight_bytes(graph) == weight_bytes(with_formats(llama_fresh))
     assert any("built from other inputs" in w for w in cache_warnings(caplog))
     no_extraction(monkeypatch)
-    assert same_graph(layer_graph("llama-7b", *FORMATS), llama_fresh)  # the rebuilt file is a hit
+    assert same_graph(layer_graph("llama-7b", *FORMATS), with_formats(llama_fresh))  # the rebuilt file is a hit
 
 
 # ---- (c) damaged files are rebuilt, then hit -----------------------------------------------
@@ -242,7 +251,7 @@ def test_a_run_with_an_unwritable_cache_succeeds(tmp_path, monkeypatch):
 def test_llama_loaded_from_the_cache_equals_a_fresh_extraction(llama_fresh, extractions, monkeypatch):
     layer_graph("llama-7b", *FORMATS)  # a miss: writes the file
     no_extraction(monkeypatch)
-    assert same_graph(layer_graph("llama-7b", *FORMATS), llama_fresh)
+    assert same_graph(layer_graph("llama-7b", *FORMATS), with_formats(llama_fresh))
 
 
 def test_a_cache_file_is_gzipped_json_with_a_checked_header(tmp_path):
@@ -253,8 +262,20 @@ def test_a_cache_file_is_gzipped_json_with_a_checked_header(tmp_path):
     assert header["format"] == "tlmsim-layer-graph" and header["format_version"] == graph_cache.FORMAT_VERSION
     assert header["payload_sha256"] == hashlib.sha256(payload).hexdigest()
     assert header["inputs"]["config_sha256"] == hashlib.sha256((Path(tiny) / "config.json").read_bytes()).hexdigest()
-    assert {"torch", "transformers", "code_sha256", "weight_format"} <= set(header["inputs"])
+    assert {"torch", "transformers", "code_sha256"} <= set(header["inputs"])
+    assert "weight_format" not in header["inputs"]  # the traced graph is format-free: formats apply on load
     assert json.loads(payload)["nodes"][0][0] == "model.embed_tokens"
+
+
+def test_one_cache_file_serves_every_weight_format(tmp_path, monkeypatch):
+    tiny = str(model_dir(tmp_path / "tiny"))
+    dense = layer_graph(tiny, "fp16")
+    no_extraction(monkeypatch)
+    sparse = layer_graph(tiny, *FORMATS)
+    assert cache_path(tiny, "fp16") == cache_path(tiny, *FORMATS)
+    q = "model.layers.0.self_attn.q_proj"
+    assert dense.nodes[q]["weight_nbytes"] == 64 * 64 * 2  # fp16
+    assert sparse.nodes[q]["weight_nbytes"] == 64 * (32 * 6 // 8 + 1 * 2)  # 2:4 INT4: 32 kept x 6 bits + 1 scale
 
 
 def test_a_cache_hit_imports_neither_torch_nor_transformers(tmp_path):
@@ -340,8 +361,8 @@ BAD_CONFIGS = [
     ("vocab 10**9", {**TINY, "vocab_size": 10**9}, "vocab_size = 1,000,000,000 exceeds"),
     ("zero layers", {**TINY, "num_hidden_layers": 0}, "num_hidden_layers"),
     ("layers as text", {**TINY, "num_hidden_layers": "many"}, "num_hidden_layers"),
-    ("MoE router and experts", {**TINY, "model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
-     "of type MixtralExperts cannot be traced"),
+    ("a norm with no mapping", {**TINY, "model_type": "nemotron", "head_dim": 16},
+     "module 'model.layers.0.input_layernorm' of type NemotronLayerNorm1P has weights but no hardware mapping"),
     ("dims equal to the trace sizes", {**TINY, "hidden_size": 56, "num_attention_heads": 7, "num_key_value_heads": 7},
      "collide with the trace sizes"),
     ("widths not a multiple of M", {**TINY, "hidden_size": 66, "num_attention_heads": 3, "num_key_value_heads": 3},
@@ -359,8 +380,10 @@ def test_model_configs_the_simulator_refuses(tmp_path, user_error, case, config,
     started = time.perf_counter()
     err = user_error(run_args(folder, tmp_path), fragment)
     assert time.perf_counter() - started < 5, "refused too slowly"
-    if "cannot be traced" in fragment:
+    if "cannot be traced" in fragment or "no hardware mapping" in fragment:
         assert "model types known to work: llama" in err
+    if "no hardware mapping" in fragment:  # the family is named too
+        assert "(model_type 'nemotron', NemotronForCausalLM)" in err
 
 
 def test_absurd_sizes_report_the_estimate_and_the_limit(tmp_path, user_error):

@@ -15,9 +15,12 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 
 
 def _weight_numel(model) -> int:
-    """Elements of every Linear (and GPT-2 Conv1D) weight."""
-    return sum(m.weight.numel() for m in model.modules()
-               if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
+    """Elements of every Linear (and GPT-2 Conv1D) weight, of every expert bank and router."""
+    linear = sum(m.weight.numel() for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
+    experts = sum(p.numel() for m in model.modules() if type(m).__name__.endswith(("Experts", "TopKRouter"))
+                  for p in m.parameters(recurse=False))
+    return linear + experts
 
 
 @pytest.mark.parametrize("model_type", VERIFIED_MODEL_TYPES)
@@ -25,7 +28,7 @@ def test_known_model_type_traces_completely(model_type):
     model = build_meta_model(AutoConfig.for_model(model_type, **TINY))
     graph = extract_layer_graph(model, lambda name, out_f, in_f: ("fp16", out_f * in_f * 2))
     linears = [d for _, d in graph.nodes(data=True) if d["kind"] == "linear"]
-    assert sum(d["in_features"] * d["out_features"] for d in linears) == _weight_numel(model)
+    assert sum(d["in_features"] * d["out_features"] * d.get("experts", 1) for d in linears) == _weight_numel(model)
     per_layer = {}
     for _, d in graph.nodes(data=True):
         if d["layer"] is not None:

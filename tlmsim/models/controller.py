@@ -127,7 +127,7 @@ class Controller(Component):
         yield from ()
 
     def _kv_append(self, st: OpState, work: tuple[int, int]):
-        offset = self.program.workload.kv_cache_bytes(st.op.name, st.step.kv - st.step.tokens)
+        offset = self.program.workload.kv_write_offset(st.op.name, st.step.kv - st.step.tokens)
         self.start(self._memory_op(st, Command.WRITE, st.op.write_bytes, offset))
         yield from ()
 

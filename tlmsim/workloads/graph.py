@@ -8,6 +8,8 @@ ops become nodes of a ``networkx.DiGraph``:
 
 * a call of a leaf module (Linear or GPT-2's Conv1D, Embedding, RMSNorm, activation,
   rotary embedding) is one node; Dropout and Identity do nothing at inference and get none;
+  what a module class maps to is the data in ``module_map.py``, where composite modules
+  (MoE routers, expert banks) become a chain of nodes and fused linears are split;
 * inside non-leaf modules (attention, MLP, decoder layer) each matmul, softmax and KV
   cache append is a node, and each run of consecutive elementwise ops is one node.
 
@@ -33,7 +35,9 @@ import networkx as nx
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tlmsim.workloads import module_map
 from tlmsim.workloads.model_source import ModelError, one_line
+from tlmsim.workloads.module_map import NO_OP_MODULES, VECTOR_MODULES  # noqa: F401  (re-exported)
 from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.symbols import (  # noqa: F401  (re-exported: older code imports them from here)
     TRACE_KV,
@@ -53,14 +57,6 @@ ELEMENTWISE_OPS = {
     "add", "sub", "mul", "div", "neg", "pow", "rsqrt", "sqrt", "exp", "mean", "sum",
     "silu", "gelu", "tanh", "sigmoid", "relu", "cat", "where", "masked_fill", "maximum",
 }
-VECTOR_MODULES = {  # leaf module class name suffix -> vector-unit op
-    "RMSNorm": "rmsnorm", "LayerNorm": "layernorm", "SiLU": "activation",
-    "SiLUActivation": "activation", "GELU": "activation", "GELUActivation": "activation",
-    "NewGELUActivation": "activation", "GELUTanh": "activation", "ReLU": "activation",
-    "RotaryEmbedding": "rope_table",
-}
-NO_OP_MODULES = ("Dropout", "Identity")  # identities at inference: no node, data flows through
-
 
 class ExtractionError(ModelError):
     """The extractor cannot turn this model into a layer graph."""
@@ -84,29 +80,46 @@ def build_meta_model(hf_config) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     hf_config._attn_implementation = "eager"  # attention as explicit matmul/softmax ops
+    # Mixture-of-experts banks gather the routed experts' weights instead of looping over the
+    # experts a token hit (a data-dependent loop that fake tensors cannot run).
+    hf_config._experts_implementation = "batched_mm"
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(hf_config)
 
 
 def extract_layer_graph(
-    model: torch.nn.Module, weight_info: Callable[[str, int, int], tuple[str, int]]
+    model: torch.nn.Module, weight_info: Callable[[str, int, int], tuple[str, int]] | None = None
 ) -> nx.DiGraph:
     """Trace ``model`` and return its layer graph.
 
     ``weight_info(module_name, out_features, in_features)`` gives each linear layer's
-    weight format name and exact packed bytes.
+    weight format name and exact packed bytes; without it the linears have none yet
+    (``module_map.assign_weights`` adds them: the graph's shape does not depend on them).
     """
     _check_dims_are_distinguishable(model.config)
     recorder = _OpRecorder(model)
     recorder.trace()
     graph = recorder.graph
-    for _, data in graph.nodes(data=True):
-        if data["kind"] == OpKind.LINEAR:
-            fmt, nbytes = weight_info(data["module"], data["out_features"], data["in_features"])
-            data.update(weight_format=fmt, weight_nbytes=nbytes)
-    graph.graph["model_type"] = model.config.model_type
-    graph.graph["num_layers"] = model.config.num_hidden_layers
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    module_map.expand_composites(graph)
+    module_map.split_fused_linears(graph, heads, getattr(cfg, "num_key_value_heads", None) or heads)
+    module_map.mark_sliding_windows(graph, module_map.sliding_windows(cfg))
+    _mark_tied_embeddings(model, graph)
+    module_map.renumber(graph)
+    graph.graph["model_type"] = cfg.model_type
+    graph.graph["num_layers"] = cfg.num_hidden_layers
+    if weight_info is not None:
+        module_map.assign_weights(graph, weight_info)
     return graph
+
+
+def _mark_tied_embeddings(model: torch.nn.Module, graph: nx.DiGraph) -> None:
+    """A tied input embedding is the lm_head's tensor: stored and counted once (phases.py)."""
+    head, table = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and table is not None and head.weight is table.weight:
+        names = {id(module): name for name, module in model.named_modules()}
+        module_map.mark_tied(graph, names.get(id(table)), names.get(id(head)))
 
 
 def _check_dims_are_distinguishable(cfg) -> None:
@@ -132,6 +145,8 @@ class _OpRecorder(TorchDispatchMode):
         self.last_node: str | None = None
         self.modules = dict(model.named_modules())
         self.recording = False
+        self.composite: str | None = None  # the composite module (COMPOSITE_MODULES) being run
+        self.top_k = getattr(model.config, "num_experts_per_tok", None) or 1  # experts each token uses
 
     def trace(self) -> None:
         """Run the two-phase fake forward (fill the cache, then record one step)."""
@@ -165,6 +180,10 @@ class _OpRecorder(TorchDispatchMode):
     def _enter(self, name: str):
         def hook(module, args):
             self.module_stack.append(name)
+            if self.composite is not None:  # a part of a composite module: its ops are the composite's
+                return
+            if module_map.composite_of(type(module).__name__):
+                self.composite = name
             if self.recording and _is_mapped_leaf(module):
                 self._add_node(name, _base(name, "pending"), [])
         return hook
@@ -172,9 +191,12 @@ class _OpRecorder(TorchDispatchMode):
     def _leave(self, name: str):
         def hook(module, args, output):
             self.module_stack.pop()
+            if self.composite not in (None, name):
+                return
+            self.composite = None
             if self.recording and _is_mapped_leaf(module):
                 outputs = [o for o in _flat(output) if isinstance(o, torch.Tensor)]
-                self.graph.nodes[name].update(_leaf_attrs(name, module, outputs))
+                self.graph.nodes[name].update(_leaf_attrs(name, module, outputs, self.top_k))
         return hook
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -193,7 +215,7 @@ class _OpRecorder(TorchDispatchMode):
         """Return the node this op belongs to (creating it), or None for data movement."""
         if not self.module_stack:
             return None
-        module_name = self.module_stack[-1]
+        module_name = self.composite or self.module_stack[-1]
         if _is_no_op(self.modules[module_name]):
             return None
         if _is_leaf(self.modules[module_name]):
@@ -287,7 +309,8 @@ def _flat(value):
 
 
 def _is_leaf(module: torch.nn.Module) -> bool:
-    return not any(True for _ in module.children())
+    """No child modules, or a composite module (whose children are its parts)."""
+    return not any(True for _ in module.children()) or module_map.composite_of(type(module).__name__) is not None
 
 
 def _is_no_op(module: torch.nn.Module) -> bool:
@@ -304,7 +327,7 @@ def _base(module_name: str, kind: OpKind | str) -> dict:
     return {"kind": str(kind), "module": module_name, "layer": layer_index(module_name)}
 
 
-def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
+def _leaf_attrs(name: str, module: torch.nn.Module, outputs, top_k: int = 1) -> dict:
     if isinstance(module, torch.nn.Linear):
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
         return {**_base(name, OpKind.LINEAR), "in_features": module.in_features,
@@ -317,18 +340,37 @@ def _leaf_attrs(name: str, module: torch.nn.Module, outputs) -> dict:
         rows = sym_numel(tuple(outputs[0].shape[:-1]))
         return {**_base(name, OpKind.LINEAR), "in_features": module.weight.shape[0],
                 "out_features": module.nf, "rows": rows}
-    for suffix, vector_op in VECTOR_MODULES.items():
-        if cls.endswith(suffix):
-            return _vector_attrs(name, vector_op, outputs)
+    vector_op = module_map.vector_op_of(cls)
+    if vector_op is not None:
+        return _vector_attrs(name, vector_op, outputs)
+    parts = module_map.composite_of(cls)
+    if parts is not None:
+        return _composite_attrs(name, module, parts, outputs, top_k)
     if any(True for _ in module.parameters(recurse=False)):
         raise UnsupportedModuleError(
-            f"module '{name}' of type {cls} has weights but no hardware mapping; "
-            f"supported leaf modules: Linear, Embedding, {', '.join(sorted(VECTOR_MODULES))}")
+            f"module '{name}' of type {cls} has weights but no hardware mapping; map its class in "
+            f"tlmsim/workloads/module_map.py (VECTOR_MODULES for a norm or activation, COMPOSITE_MODULES for "
+            f"matmuls with its own parameters)")
     if not any(o.is_floating_point() for o in outputs):
         return _base(name, "data")
     raise UnsupportedModuleError(
         f"module '{name}' of type {cls} computes on activations but has no hardware mapping; "
-        f"add it to VECTOR_MODULES in tlmsim/workloads/graph.py if the vector unit can run it")
+        f"add it to VECTOR_MODULES in tlmsim/workloads/module_map.py if the vector unit can run it")
+
+
+def _composite_attrs(name: str, module: torch.nn.Module, parts: tuple, outputs, top_k: int) -> dict:
+    """A leaf module that is several ops (expanded by module_map.expand_composites)."""
+    params = {key: tuple(p.shape) for key, p in module.named_parameters(recurse=False)}
+    missing = [what for kind, what in parts if kind != "vector_unit" and what not in params]
+    if missing:
+        raise UnsupportedModuleError(f"module '{name}' of type {type(module).__name__} has no parameter "
+                                     f"'{missing[0]}' that its row in COMPOSITE_MODULES names; fix the row")
+    rows = sym_numel(tuple(outputs[0].shape[:-1]))
+    built, previous = [], None
+    for kind, what in parts:
+        previous = module_map.part_attrs(kind, what, name, layer_index(name), rows, params, top_k, previous)
+        built.append(previous)
+    return {**_base(name, module_map.COMPOSITE), "parts": built}
 
 
 def _matmul_attrs(module_name: str, inputs) -> dict:

@@ -33,12 +33,14 @@ from tlmsim.workloads.model_source import (  # noqa: F401  (re-exported for call
     resolve_model,
     shipped_models,
 )
+from tlmsim.workloads.module_map import assign_weights
 from tlmsim.workloads.symbols import layer_index
 
 # model_type values whose tiny configs trace to a complete graph (tests/workloads/test_model_families.py)
 VERIFIED_MODEL_TYPES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3", "gpt2", "gpt_neox",
     "opt", "falcon", "olmo", "olmo2", "granite", "stablelm", "starcoder2", "cohere",
+    "bitnet", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe",
 )
 
 # Size caps, checked before the model is built (docs/cache.md). The trace costs about
@@ -54,44 +56,42 @@ NODES_PER_LAYER = 40  # LLaMA has 20 graph nodes per decoder layer; allow twice 
 BYTES_PER_NODE = 10_000  # peak Python memory per node while tracing LLaMA-7B was ~9 KB
 
 _CODE = (  # the sources that shape a graph: their digest is part of the cache key
-    "graph.py", "symbols.py", "hf_model.py", "formats.py", "manifest.py", "model_source.py")
+    "graph.py", "symbols.py", "hf_model.py", "formats.py", "manifest.py", "model_source.py", "module_map.py")
 
 
 def layer_graph(model: str, weight_format: str, lm_head_format: str = "fp16", group_size: int = 128) -> nx.DiGraph:
     """Layer graph of ``model`` with every linear's weight format and packed bytes.
 
+    The traced graph does not depend on the formats, so one cache entry serves them all;
+    the formats (or a compressed model's manifest) are applied on every load.
     ``graph.graph["model_source"]`` records which config was used (kind, path, sha256)."""
     source = resolve_model(model)
     manifest, manifest_sha256 = _manifest(source)  # validated on every run: the cache must not hide a broken model
-    inputs = cache_inputs(source, manifest_sha256, weight_format, lm_head_format, group_size)
+    inputs = cache_inputs(source)
     graph = graph_cache.load(inputs)
     if graph is None:
-        graph = _extract(source, manifest, weight_format, lm_head_format, group_size)
+        graph = _extract(source)
         graph_cache.store(inputs, graph)
+    label = f"workload.model {source.name} (model_type '{graph.graph['model_type']}')"
+    assign_weights(graph, _weight_info(label, manifest, weight_format, lm_head_format, group_size))
+    graph.graph["source"] = "manifest" if manifest is not None else "config"
     graph.graph["model_source"] = {**source.record(), "manifest_sha256": manifest_sha256}
     return graph
 
 
-def cache_inputs(source: ModelSource, manifest_sha256: str | None, *formats) -> dict:
-    """Everything a layer graph depends on, as plain data (the cache key)."""
-    weight_format, lm_head_format, group_size = formats
+def cache_inputs(source: ModelSource) -> dict:
+    """Everything a traced layer graph depends on, as plain data (the cache key)."""
     return {
         "config_sha256": source.config_sha256,
-        "manifest_sha256": manifest_sha256,
-        "weight_format": weight_format,
-        "lm_head_format": lm_head_format,
-        "group_size": group_size,
         "code_sha256": _code_digest(),
         "torch": _dist_version("torch"),  # read from metadata: importing torch takes seconds
         "transformers": _dist_version("transformers"),
     }
 
 
-def cache_path(model: str, weight_format: str, lm_head_format: str = "fp16", group_size: int = 128) -> Path:
-    """The cache file ``layer_graph`` reads and writes for these arguments."""
-    source = resolve_model(model)
-    _, manifest_sha256 = _manifest(source)
-    return graph_cache.cache_path(cache_inputs(source, manifest_sha256, weight_format, lm_head_format, group_size))
+def cache_path(model: str, *formats) -> Path:
+    """The cache file ``layer_graph`` reads and writes for ``model`` (whatever the formats)."""
+    return graph_cache.cache_path(cache_inputs(resolve_model(model)))
 
 
 def _code_digest() -> str:
@@ -206,10 +206,11 @@ def check_model_size(config, label: str) -> SizeEstimate:
     """Refuse, before building it, a model too large for the simulator (see the caps above)."""
     hidden = _positive(config, "hidden_size", label)
     mlp_field = _intermediate_field(config)
+    experts = getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None) or 1
     size = SizeEstimate(
         layers=_positive(config, "num_hidden_layers", label),
         hidden=hidden,
-        intermediate=_positive(config, mlp_field, label) if mlp_field else 4 * hidden,
+        intermediate=(_positive(config, mlp_field, label) if mlp_field else 4 * hidden) * experts,  # every expert
         vocab=_positive(config, "vocab_size", label),
     )
     _positive(config, "num_attention_heads", label)
@@ -250,14 +251,34 @@ def _bytes(n: int) -> str:
     return f"{n / 1e3:.1f} kB"
 
 
-def _extract(source: ModelSource, manifest, weight_format: str, lm_head_format: str, group_size: int) -> nx.DiGraph:
+def _extract(source: ModelSource) -> nx.DiGraph:
     """Trace the model of ``source`` (a cache miss); every failure is one ModelError line."""
     from tlmsim.workloads.graph import ExtractionError, build_meta_model, extract_layer_graph
 
+    config = hf_config(source)
+    label = f"workload.model {source.name} (model_type '{config.model_type}', {_architecture(config)})"
+    try:
+        model = build_meta_model(config)
+    except Exception as err:  # the model's own constructor rejects the config
+        raise ModelError(f"{label}: transformers cannot build the model from {source.config_file} "
+                         f"({type(err).__name__}: {one_line(err)}); fix the config") from None
+    try:
+        return extract_layer_graph(model)
+    except ExtractionError as err:
+        raise ModelError(f"{label}: {err}; model types known to work: {', '.join(VERIFIED_MODEL_TYPES)}") from None
+
+
+def _architecture(config) -> str:
+    """The model class the config names (its family), e.g. BitNetForCausalLM."""
+    names = getattr(config, "architectures", None) or [f"{type(config).__name__.removesuffix('Config')}ForCausalLM"]
+    return names[0]
+
+
+def _weight_info(label: str, manifest, weight_format: str, lm_head_format: str, group_size: int):
+    """``weight_info(module, out, in)``: format and packed bytes from the manifest, or from the formats
+    (decoder layers in ``weight_format``, the rest in ``lm_head_format``)."""
     body = parse_format(weight_format, group_size)
     head = parse_format(lm_head_format, group_size)
-    config = hf_config(source)
-    label = f"workload.model {source.name} (model_type '{config.model_type}')"
 
     def weight_info(name: str, out_features: int, in_features: int) -> tuple[str, int]:
         if manifest is not None:
@@ -268,18 +289,7 @@ def _extract(source: ModelSource, manifest, weight_format: str, lm_head_format: 
         except ValueError as err:  # N:M groups that do not divide the layer's width
             raise ConfigError(f"{label}: layer {name} [{out_features}x{in_features}] cannot be stored as "
                               f"{fmt.name} ({err}); choose another weight format") from None
-
-    try:
-        model = build_meta_model(config)
-    except Exception as err:  # the model's own constructor rejects the config
-        raise ModelError(f"{label}: transformers cannot build the model from {source.config_file} "
-                         f"({type(err).__name__}: {one_line(err)}); fix the config") from None
-    try:
-        graph = extract_layer_graph(model, weight_info)
-    except ExtractionError as err:
-        raise ModelError(f"{label}: {err}; model types known to work: {', '.join(VERIFIED_MODEL_TYPES)}") from None
-    graph.graph["source"] = "manifest" if manifest is not None else "config"
-    return graph
+    return weight_info
 
 
 def manifest_weight_info(manifest: dict, name: str, out_features: int, in_features: int) -> tuple[str, int]:

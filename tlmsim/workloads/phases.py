@@ -14,14 +14,24 @@ import networkx as nx
 
 from tlmsim.workloads.formats import WeightFormat, parse_format
 from tlmsim.workloads.ops import OpKind
+from tlmsim.workloads.routing import routed_matmul
 from tlmsim.workloads.symbols import Sym, eval_size
 
 EMBEDDING_BYTES_PER_VALUE = 2  # embedding tables stay fp16 (the compression pipeline keeps them so)
 
 
 def embedding_table_bytes(node: dict) -> int:
-    """Bytes of an embedding node's whole table, as stored and placed."""
+    """Bytes of an embedding node's whole table, as stored and placed (none when it is tied
+    to the lm_head: then the lm_head's weight is the one stored table)."""
+    if node.get("tied_to"):
+        return 0
     return node["num_embeddings"] * node["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE
+
+
+def _windowed(data: dict, kv: int) -> int:
+    """KV entries a sliding-window layer's attention keeps and reads (all of them otherwise)."""
+    window = data.get("window")
+    return min(kv, window) if window else kv
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,15 @@ class Workload:
         return op
 
     def kv_cache_bytes(self, node: str, kv: int) -> int:
-        """Bytes of one KV-cache tensor (all sequences) holding ``kv`` entries."""
-        return eval_size(self.graph.nodes[node]["elements"], 1, kv) * self.batch * self.kv_bits // 8
+        """Bytes of one KV-cache tensor (all sequences) after ``kv`` tokens (a sliding-window
+        layer keeps only its window)."""
+        data = self.graph.nodes[node]
+        return eval_size(data["elements"], 1, _windowed(data, kv)) * self.batch * self.kv_bits // 8
+
+    def kv_write_offset(self, node: str, past: int) -> int:
+        """Byte offset of the entries appended after ``past`` tokens (a sliding window is a ring)."""
+        window = self.graph.nodes[node].get("window")
+        return self.kv_cache_bytes(node, past % window if window else past)
 
     def _op(self, name: str, step: Step, deps: tuple[int, ...]) -> Op:
         data = self.graph.nodes[name]
@@ -148,17 +165,21 @@ class Workload:
     def _linear(self, name, data, step: Step, deps) -> Op:
         fmt = parse_format(data["weight_format"], self.group_size)
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
+        n, nbytes = data["out_features"], data["weight_nbytes"]
+        if data.get("experts"):  # a mixture-of-experts bank: only the routed experts stream (routing.py)
+            routed = routed_matmul(data["experts"], data["experts_per_token"], n, nbytes, rows)
+            rows, n, nbytes = routed.rows, routed.n, routed.operand_bytes
         return Op(name, OpKind.LINEAR, data["layer"], deps, groups=1, rows=rows, k=data["in_features"],
-                  n=data["out_features"], weight_format=fmt, operand_tensor=name,
-                  operand_bytes=data["weight_nbytes"])
+                  n=n, weight_format=fmt, operand_tensor=name, operand_bytes=nbytes)
 
     def _attn_matmul(self, name, data, step: Step, deps) -> Op:
         fmt = parse_format(f"fp{self.kv_bits}" if self.kv_bits == 16 else f"int{self.kv_bits}", self.group_size)
         source = data.get("kv_source")
         operand = self.kv_cache_bytes(source, step.kv) if source else 0
+        kv = _windowed(data, step.kv)
         return Op(name, OpKind.ATTN_MATMUL, data["layer"], deps, groups=data["groups"] * step.batch,
-                  rows=eval_size(data["rows"], step.tokens, step.kv), k=eval_size(data["k"], step.tokens, step.kv),
-                  n=eval_size(data["n"], step.tokens, step.kv), weight_format=fmt,
+                  rows=eval_size(data["rows"], step.tokens, kv), k=eval_size(data["k"], step.tokens, kv),
+                  n=eval_size(data["n"], step.tokens, kv), weight_format=fmt,
                   operand_tensor=source, operand_bytes=operand)
 
     def _vector(self, name, data, step: Step, deps) -> Op:
@@ -167,11 +188,16 @@ class Workload:
 
     def _embedding(self, name, data, step: Step, deps) -> Op:
         rows = eval_size(data["rows"], step.tokens, step.kv) * step.batch
+        head = data.get("tied_to")
+        if head:  # rows gathered from the lm_head's stored weight (the one table of a tied model)
+            head_data = self.graph.nodes[head]
+            return Op(name, OpKind.EMBEDDING, data["layer"], deps, operand_tensor=head,
+                      read_bytes=rows * head_data["weight_nbytes"] // head_data["out_features"])
         return Op(name, OpKind.EMBEDDING, data["layer"], deps,
                   read_bytes=rows * data["embedding_dim"] * EMBEDDING_BYTES_PER_VALUE, operand_tensor=name)
 
     def _kv_append(self, name, data, step: Step, deps) -> Op:
-        new = eval_size(data["new_elements"], step.tokens, step.kv) * step.batch
+        new = eval_size(data["new_elements"], _windowed(data, step.tokens), step.kv) * step.batch
         return Op(name, OpKind.KV_APPEND, data["layer"], deps, write_bytes=new * self.kv_bits // 8,
                   operand_tensor=name)
 
