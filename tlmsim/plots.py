@@ -13,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from tlmsim.engine.trace import Counter, Slice, bandwidth_series, component_order  # noqa: E402
@@ -58,7 +60,7 @@ def timeline(slices: list[Slice], counters: list[Counter], start_ps: int, end_ps
     for y, name in enumerate(names):
         ax.broken_barh([(0, (end_ps - start_ps) / scale)], (y - 0.4, 0.8), facecolors=IDLE, linewidth=0)
         for state, bars in _bars(window, name, start_ps, end_ps, scale).items():
-            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour(state), linewidth=0)
+            ax.add_collection(_rectangles(bars, y - 0.4, 0.8, colour(state)))
         if name in memories:
             _bandwidth_line(ax, slices, name, memories[name], y, start_ps, end_ps, scale)
         if name in occupancy:
@@ -86,12 +88,35 @@ def _time_unit(span_ps: int) -> tuple[float, str]:
 
 
 def _bars(window: list[Slice], track: str, start_ps: int, end_ps: int, scale: float) -> dict[str, list]:
-    bars: dict[str, list[tuple[float, float]]] = {}
+    """Per state, the (start, width) of the union of ``track``'s intervals in the window
+    (overlapping requests in flight merge: the same picture, fewer shapes to draw)."""
+    spans: dict[str, list[tuple[int, int]]] = {}
     for s in window:
         if s.track == track:
-            lo, hi = max(s.start_ps, start_ps), min(s.end_ps, end_ps)
-            bars.setdefault(s.state, []).append(((lo - start_ps) / scale, (hi - lo) / scale))
-    return bars
+            spans.setdefault(s.state, []).append((max(s.start_ps, start_ps), min(s.end_ps, end_ps)))
+    return {state: [((lo - start_ps) / scale, (hi - lo) / scale) for lo, hi in _union(intervals)]
+            for state, intervals in spans.items()}
+
+
+def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(intervals):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def _rectangles(bars: list[tuple[float, float]], bottom: float, height: float, face: str) -> PolyCollection:
+    """One collection of rectangles (start, width) x (bottom, height): built with numpy, as
+    a trace window holds tens of thousands of them."""
+    xy = np.asarray(bars, dtype=float).reshape(-1, 2)
+    lo, hi = xy[:, 0], xy[:, 0] + xy[:, 1]
+    top = bottom + height
+    verts = np.stack([np.stack([lo, np.full_like(lo, bottom)], 1), np.stack([lo, np.full_like(lo, top)], 1),
+                      np.stack([hi, np.full_like(lo, top)], 1), np.stack([hi, np.full_like(lo, bottom)], 1)], 1)
+    return PolyCollection(verts, facecolors=face, linewidths=0)
 
 
 def _bandwidth_line(ax, slices, name, peak_gbps, y, start_ps, end_ps, scale) -> None:

@@ -102,7 +102,7 @@ FILE_CASES = [
      "accelerator.weight_buffer.bank_kib: Input should be greater than 0.001 (got 1e-300)"),
     ("clock 1e-300", _with("accelerator.clock_mhz", 1e-300), "the allowed range is (0.001, 2000] MHz"),
     ("bandwidth 1e-300", _with("memory.ddr.bandwidth_gbps", 1e-300), "the allowed range is (0.001, 100000] GB/s"),
-    ("port 1e-300 GB/s", _with("memory.hbm.switch.port_gbps", 1e-300), "memory.hbm.switch.port_gbps"),
+    ("AXI clock 1e-300 MHz", _with("memory.hbm.switch.axi_clock_mhz", 1e-300), "memory.hbm.switch.axi_clock_mhz"),
     # --- out of the physical range
     ("clock 1e9 MHz", _with("accelerator.clock_mhz", 1e9),
      "accelerator.clock_mhz: Input should be less than or equal to 2000 (got 1000000000.0); "

@@ -5,7 +5,7 @@ model of it must keep. More of a resource (bandwidth, clock, channels, PE rows, 
 or lanes, banks, bank size, bank width, decoder rate) never makes a run slower by more
 than 0.1%; a run never beats the memory-bandwidth bound computed independently of the
 event model; every busy/stall fraction lies in [0, 1] and a component's fractions sum to
-at most 1 per phase; steady-state reuse changes nothing. 9 x 16 x 2 + 32 = 320 designs in CI.
+at most 1 per phase; steady-state reuse changes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import copy
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from tiers import FULL
 
 from tlmsim.config import validate_config
 from tlmsim.engine.errors import ConfigError
@@ -23,7 +24,9 @@ from tlmsim.workloads.phases import Workload
 
 NOISE = 1e-3  # "never slower" allows 0.1%
 PREFILL, DECODE = 8, 3
-EXAMPLES = 16  # per "more hardware" property (two designs each); the fractions test draws 2 x as many
+# Per "more hardware" property (two designs each); the invariants test draws twice as many.
+# CI: 9 x 10 x 2 + 20 = 200 designs; TLMSIM_FULL=1: 9 x 16 x 2 + 32 = 320.
+EXAMPLES = 16 if FULL else 10
 
 
 def _design(draw) -> dict:

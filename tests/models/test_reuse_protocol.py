@@ -53,11 +53,11 @@ class CountingPeArray(PeArray):
         super().__init__(*args, **kwargs)
         self.tiles_done = 0
 
-    def _compute(self, cmd, tile, read_ps):
+    def _compute(self, *args):
         self.tiles_done += 1
         if self.tiles_done % 1000 == 0:
             yield self.env.timeout(1_000_000)
-        yield from super()._compute(cmd, tile, read_ps)
+        yield from super()._compute(*args)
 
 
 class SilentVectorUnit(VectorUnit):

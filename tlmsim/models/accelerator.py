@@ -66,7 +66,9 @@ class Accelerator:
 
     def _build(self) -> None:
         acc, ctx = self.cfg.accelerator, self.ctx
-        self.memories = {name: Memory(ctx, name, mcfg) for name, mcfg in self.cfg.memory.items()}
+        # The memories' AXI ports cross into the kernel clock (their kernel-side masters run at it).
+        self.memories = {name: Memory(ctx, name, mcfg, kernel_clock_mhz=acc.clock_mhz)
+                         for name, mcfg in self.cfg.memory.items()}
         self.weight_buffer = BankedBuffer(ctx, "weight_buffer", acc.weight_buffer, acc.clock_mhz)
         self.kv_buffer = BankedBuffer(ctx, "kv_buffer", acc.kv_buffer, acc.clock_mhz)
         self.decoder = WeightDecoder(ctx, "decoder", acc.decoder, acc.clock_mhz)

@@ -31,7 +31,6 @@ class Descriptor:
     label: str
     wait_for: simpy.Event | None = None
     on_issue: Any = None  # callable(now_ps) told when the read is issued
-    tag: Any = None  # what the read belongs to (opaque to the DMA; the controller's op state)
     tile: int = 0  # index of the tile within its op
     step: int = 0  # the program step the read belongs to
 

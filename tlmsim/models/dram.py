@@ -16,7 +16,9 @@ service time on that channel follows from counts, not from a command-by-command 
   the same bank (``bank_row_column``);
 * a bus turnaround (``t_rtw`` / ``t_wtr``) when the direction changes, minus any idle
   gap that already covered it;
-* all-bank refresh, one of two policies (``refresh``):
+* all-bank refresh, each costing ``tRFC`` = tRP + tRFC + tRCD of channel time below
+  (``DramTimingConfig.refresh_block_ns``: rows closed before, re-opened after), one of two
+  policies (``refresh``):
 
   - ``postponed`` (default): the controller owes one ``tRFC`` per ``tREFI`` of elapsed
     time and pays it while the channel is idle; a busy channel postpones refreshes, at
@@ -48,8 +50,7 @@ from tlmsim.engine.timebase import PS_PER_NS, ns_to_ps
 from tlmsim.engine.units import ceil_div
 from tlmsim.models.dram_config import DramTimingConfig
 
-STATES = ("busy", "overhead:bank_group", "overhead:switch", "overhead:row", "overhead:turnaround",
-          "overhead:refresh")
+STATES = ("busy", "overhead:bank_group", "overhead:row", "overhead:turnaround", "overhead:refresh")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class DramTiming:
     rc: int
     act_ps: int  # spacing of activations to rotating banks: max(tRRD_S, tFAW / 4)
     refi: int
-    rfc: int
+    rfc: int  # channel time one refresh takes: tRP + tRFC + tRCD (DramTimingConfig.refresh_block_ns)
     wtr: int
     rtw: int
     banks: int
@@ -83,11 +84,12 @@ class DramTiming:
             return cls(burst_bytes, burst_ps, burst_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
+        refresh = ns_to_ps(cfg.refresh_block_ns)
         return cls(burst_bytes, burst_ps, max(burst_ps, ccd * PS_PER_NS), ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
                    ns_to_ps(cfg.t_rc_ns), ns_to_ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), ns_to_ps(cfg.t_refi_ns),
-                   ns_to_ps(cfg.t_rfc_ns), ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
+                   refresh, ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
                    cfg.address_mapping, rows_per_bank, cfg.refresh == "windowed",
-                   cfg.refresh_postpone_max * ns_to_ps(cfg.t_rfc_ns) * ns_to_ps(cfg.t_refi_ns))
+                   cfg.refresh_postpone_max * refresh * ns_to_ps(cfg.t_refi_ns))
 
     @property
     def ideal(self) -> bool:
@@ -128,8 +130,7 @@ class RangeCost:
     """Time-independent cost of one local range on a channel in a given state."""
 
     data: int  # bursts at peak
-    col_local: int  # bursts on the bus, local port
-    col: int  # bursts on the bus, through the switch
+    col: int  # bursts on the bus
     stream: int  # data phase with the later activations
     penalty: int  # first activation (tRCD [+ tRP]) if it misses
     hide_cap: int  # how much of the penalty the previous transfer can hide (0: same bank)
@@ -166,7 +167,7 @@ class DramChannels(Stateful):
         paid = ceil_div(t.refresh_debt_cap, t.refi - t.rfc) if t.refi and not t.windowed_refresh else 0
         return max(t.wtr, t.rtw, paid) + 1
 
-    def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
+    def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int,
               table: tuple[list[int], list[int]], request: tuple | None = None) -> tuple[int, list[int]]:
         """Reserve each (channel, local start, bytes) share; adds data ps and occupied ps per
         channel to ``table`` (two lists) and returns (last end, time per STATES summed over the
@@ -178,10 +179,10 @@ class DramChannels(Stateful):
         reads exactly). Not with windowed refresh, which depends on the absolute time."""
         # Small requests (KV appends) touch few channels and rarely repeat in the same state.
         if request is None or self.t.windowed_refresh or len(shares) < len(self.free):
-            return self._serve(shares, write, now, slow, table)
-        return self._serve_all(shares, write, now, slow, table, request)
+            return self._serve(shares, write, now, table)
+        return self._serve_all(shares, write, now, table, request)
 
-    def _serve_all(self, shares, write: bool, now: int, slow: list[float], table: tuple[list[int], list[int]],
+    def _serve_all(self, shares, write: bool, now: int, table: tuple[list[int], list[int]],
                    request: tuple) -> tuple[int, list[int]]:
         """``serve`` of a request that touches every channel, remembered: whole-list operations."""
         free, state, debt = self.free, self.state, self.debt
@@ -190,7 +191,7 @@ class DramChannels(Stateful):
         data, occupied = table
         if outcome is None:
             before = (list(data), list(occupied))
-            last, totals = self._serve(shares, write, now, slow, table)
+            last, totals = self._serve(shares, write, now, table)
             if len(self._served) > 20_000:  # bound memory on long or irregular runs
                 self._served.clear()
             self._served[key] = (last - now, totals, [end - now for end in free], list(state), list(debt),
@@ -204,23 +205,23 @@ class DramChannels(Stateful):
         occupied[:] = map(operator.add, occupied, used)
         return now + last, list(totals)
 
-    def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int, slow: list[float],
+    def _serve(self, shares: list[tuple[int, int, int]], write: bool, now: int,
                table: tuple[list[int], list[int]]) -> tuple[int, list[int]]:
         free, state, debt = self.free, self.state, self.debt
         data, occupied = table
         groups: dict = {}  # the interior channels of a tile: same range, state and free time
         group = None
-        p_start = p_bytes = p_state = p_free = p_debt = p_slow = None
+        p_start = p_bytes = p_state = p_free = p_debt = None
         for ch, start, nbytes in shares:
-            st, busy_until, owed, lateral = state[ch], free[ch], debt[ch], slow[ch]
+            st, busy_until, owed = state[ch], free[ch], debt[ch]
             # Neighbouring channels mostly share everything: compare before building a key.
             if not (st is p_state and start == p_start and nbytes == p_bytes and busy_until == p_free
-                    and owed == p_debt and lateral == p_slow):
-                key = (start, nbytes, st, busy_until, owed, lateral)
+                    and owed == p_debt):
+                key = (start, nbytes, st, busy_until, owed)
                 group = groups.get(key)
                 if group is None:
-                    group = groups[key] = self._serve_one(start, nbytes, st, busy_until, owed, write, now, lateral)
-                p_start, p_bytes, p_state, p_free, p_debt, p_slow = key
+                    group = groups[key] = self._serve_one(start, nbytes, st, busy_until, owed, write, now)
+                p_start, p_bytes, p_state, p_free, p_debt = key
             group[5] += 1
             free[ch] = group[0]
             state[ch] = group[1]
@@ -235,13 +236,13 @@ class DramChannels(Stateful):
                 totals[i] += count * part
         return last, totals
 
-    def _serve_one(self, start: int, nbytes: int, st: tuple, busy_until: int, debt: int, write: bool, now: int,
-                   slow: float) -> list:
+    def _serve_one(self, start: int, nbytes: int, st: tuple, busy_until: int, debt: int, write: bool,
+                   now: int) -> list:
         """[end, state after, data ps, occupied ps, time per STATES, 0, refresh debt after] of one
         channel's share."""
         t = self.t
         first, final = start // t.chunk_bytes, (start + nbytes - 1) // t.chunk_bytes
-        cost = self.cost(start, nbytes, first, st, write, slow)
+        cost = self.cost(start, nbytes, first, st, write)
         begin = busy_until if busy_until > now else now
         row, turn = cost.penalty, cost.turnaround
         if row and cost.hide_cap and busy_until > now:  # prepared during the previous transfer
@@ -257,37 +258,35 @@ class DramChannels(Stateful):
             refresh, debt = self._postponed_refresh(debt, max(now - busy_until, 0), work)
         window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, t.banks)
         after = (final, window, self.bank_row(final)[0], cost.col, write, True) if not t.ideal else st
-        parts = (cost.data, cost.col_local - cost.data, cost.col - cost.col_local,
-                 cost.stream - cost.col + row, turn, refresh)
+        parts = (cost.data, cost.col - cost.data, cost.stream - cost.col + row, turn, refresh)
         return [begin + work + refresh, after, cost.data, work + refresh, parts, 0, debt]
 
-    def cost(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
+    def cost(self, start: int, nbytes: int, first: int, st: tuple, write: bool) -> RangeCost:
         """Cost of the local range [start, start+nbytes) on a channel in state ``st`` (cached by
         position within the mapping's period and the state relative to the range)."""
         t = self.t
         if t.ideal:
-            key = (nbytes, start % t.burst_bytes, slow)
+            key = (nbytes, start % t.burst_bytes)
         else:
             last_chunk, window, last_bank, last_col, last_write, used = st
             gap = first - last_chunk if used and -self.horizon < first - last_chunk < self.horizon else None
             same_bank = self.bank_row(first)[0] == last_bank
             key = (start % self.period, nbytes, gap, window if gap is not None else 0, same_bank,
-                   0 if same_bank else last_col, used and last_write != write, used, write, slow)
+                   0 if same_bank else last_col, used and last_write != write, used, write)
         cost = self._costs.get(key)
         if cost is None:
             if len(self._costs) > 200_000:  # bound the cache on pathological access patterns
                 self._costs.clear()
-            cost = self._costs[key] = self._compute(start, nbytes, first, st, write, slow)
+            cost = self._costs[key] = self._compute(start, nbytes, first, st, write)
         return cost
 
-    def _compute(self, start: int, nbytes: int, first: int, st: tuple, write: bool, slow: float) -> RangeCost:
+    def _compute(self, start: int, nbytes: int, first: int, st: tuple, write: bool) -> RangeCost:
         t = self.t
         bursts = (start + nbytes - 1) // t.burst_bytes - start // t.burst_bytes + 1
         data = math.ceil(bursts * t.burst_ps - 1e-6)
-        col_local = math.ceil(bursts * t.col_ps - 1e-6)
-        col = math.ceil(bursts * t.col_ps * slow - 1e-6)
+        col = math.ceil(bursts * t.col_ps - 1e-6)
         if t.ideal:
-            return RangeCost(data, col_local, col, col, 0, 0, 0)
+            return RangeCost(data, col, col, 0, 0, 0)
         last_chunk, window, last_bank, last_col, last_write, used = st
         final = (start + nbytes - 1) // t.chunk_bytes
         seen = min(final - first + 1, t.banks)  # only these chunks can find their row open
@@ -301,7 +300,7 @@ class DramChannels(Stateful):
         penalty = 0 if first_hit else t.rcd + (t.rp if used else 0)
         turnaround = (t.rtw if write else t.wtr) if used and last_write != write else 0
         hide_cap = last_col if self.bank_row(first)[0] != last_bank else 0
-        return RangeCost(data, col_local, col, stream, penalty, hide_cap, turnaround)
+        return RangeCost(data, col, stream, penalty, hide_cap, turnaround)
 
     def hits(self, first: int, count: int, last_chunk: int, window: int) -> int:
         """How many of chunks first..first+count-1 (count <= banks) find their (bank, row) open,
@@ -376,15 +375,3 @@ class DramChannels(Stateful):
                 return wait + extra * rfc
             extra = crossed
 
-
-def lateral_hops(channels: int, ports_per_switch: int, ports_used: int) -> tuple[list[int], list[int]]:
-    """(port, mini-switches crossed) for each channel: ``ports_used`` ports spread evenly, each
-    channel served by the nearest one (a port in its own mini-switch if there is one)."""
-    ports = [i * channels // ports_used for i in range(ports_used)]
-    port_of, hops = [], []
-    for ch in range(channels):
-        here = ch // ports_per_switch
-        port = min(ports, key=lambda p: (abs(p // ports_per_switch - here), p))
-        port_of.append(port)
-        hops.append(abs(port // ports_per_switch - here))
-    return port_of, hops

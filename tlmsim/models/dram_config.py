@@ -53,9 +53,18 @@ class DramTimingConfig(Section):
     def _consistent(self):
         if self.banks % self.bank_groups:
             raise ValueError(f"banks={self.banks} must be a multiple of bank_groups={self.bank_groups}")
-        if self.t_refi_ns and self.t_rfc_ns >= self.t_refi_ns:
-            raise ValueError(f"t_rfc_ns={self.t_rfc_ns} must be < t_refi_ns={self.t_refi_ns}")
+        if self.t_refi_ns and self.refresh_block_ns >= self.t_refi_ns:
+            raise ValueError(f"t_rp_ns + t_rfc_ns + t_rcd_ns = {self.refresh_block_ns} (one refresh) must be "
+                             f"< t_refi_ns={self.t_refi_ns}")
         return self
+
+    @property
+    def refresh_block_ns(self) -> float:
+        """Channel time one all-bank refresh takes from a streaming channel: close the open rows
+        (tRP: an all-bank REFRESH needs every bank precharged, JEDEC JESD235 "Refresh Command"),
+        refresh (tRFC), then re-open the stream's row (tRCD: every bank is closed, so the bank
+        rotation that hides activations has no transfer to overlap with)."""
+        return self.t_rp_ns + self.t_rfc_ns + self.t_rcd_ns
 
     @property
     def t_rc_ns(self) -> float:

@@ -5,9 +5,10 @@ A request's bytes are split over the channels by the address map
 contiguous slice per channel). Each channel serves its share first-come first-served;
 with ``dram`` timing set, ``tlmsim/models/dram.py`` adds row activations, bank-group spacing,
 bus turnaround and refresh in closed form; without it the channel runs at peak. With an
-HBM ``switch``, a channel reached from a port of another mini-switch moves data at the
-lateral fraction of its bandwidth and pays extra latency, and each AXI port caps the
-bytes that go through it. The request completes ``latency_ns`` (+ switch latency) after
+HBM ``switch`` (tlmsim/models/hbm_switch.py), every byte also goes through an AXI port
+(capped by the AXI clock and the kernel-side master across the clock crossing) and, when a
+channel is served from another mini-switch, through shared lateral connections at 50% of a
+port's rate, paying extra latency per crossing. The request completes ``latency_ns`` (+ switch latency) after
 its last channel finished: one SimPy timeout per request, O(channels) numpy arithmetic.
 
 Per-channel efficiency lands in ``stats``: "busy" is data at peak bandwidth (achieved /
@@ -28,27 +29,13 @@ from tlmsim.engine.payload import Command, Response, Transaction
 from tlmsim.engine.ports import TargetPort
 from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.timebase import ns_to_ps, transfer_ps
-from tlmsim.models.dram import STATES, DramChannels, DramTiming, lateral_hops
+from tlmsim.models.dram import STATES, DramChannels, DramTiming
 from tlmsim.models.dram_config import DramTimingConfig
+from tlmsim.models.hbm_switch import HbmSwitch, HbmSwitchConfig
 
 # YAML has no tuples; strict mode would refuse the list [first, count] for a tuple field.
 ChannelIndex = Annotated[int, Field(ge=0, le=1024)]
 ChannelRange = Annotated[tuple[ChannelIndex, ChannelIndex], BeforeValidator(list_to_tuple)]
-
-
-class HbmSwitchConfig(Section):
-    """The U280 HBM AXI switch: 32 ports in mini-switches of 4 ports x 4 pseudo-channels.
-
-    A port reaching a pseudo-channel of another mini-switch crosses lateral links,
-    which are shared and limit throughput (AMD PG276, "Lateral AXI Switch Access
-    Throughput Loss"); each crossing adds latency.
-    """
-
-    ports_per_switch: int = Field(4, **PORTS, description="AXI ports (and pseudo-channels) per mini-switch")
-    ports_used: int = Field(**PORTS, description="AXI ports the accelerator drives, spread evenly over the switch")
-    port_gbps: float = Field(**BANDWIDTH_GBPS, description="peak of one AXI port (256 bit x AXI clock)")
-    lateral_fraction: float = Field(0.5, gt=0.001, le=1, description="throughput of a lateral path / local")
-    lateral_latency_ns: float = Field(**TIME_NS, description="extra latency per mini-switch crossed")
 
 
 class MemoryConfig(Section):
@@ -97,12 +84,14 @@ class Memory(Component):
     """All channels of one memory, reachable through one target port."""
 
     role = "memory"
-    REUSE_STATE = ("dram", "port_free", "last_label")
+    REUSE_STATE = ("dram", "switch", "last_label")
     WIRING = ("cfg", "channel_gbps", "latency_ps", "first_channel", "spread", "granule", "channel_bytes", "timing",
-              "port_of", "hops", "hop_ps", "any_lateral", "slow", "target")
+              "hops", "hop_ps", "any_lateral", "target")
     CACHES = ("_streaming", "_splits", "_tables")
 
-    def __init__(self, ctx: SimContext, name: str, cfg: MemoryConfig):
+    def __init__(self, ctx: SimContext, name: str, cfg: MemoryConfig, kernel_clock_mhz: float | None = None):
+        """``kernel_clock_mhz``: the clock of the accelerator's AXI masters (the builder passes
+        the accelerator clock); None leaves the kernel side of the clock crossing unmodelled."""
         super().__init__(ctx, name)
         self.cfg = cfg
         self.channel_gbps = cfg.bandwidth_gbps / cfg.channels
@@ -112,22 +101,21 @@ class Memory(Component):
         self.channel_bytes = cfg.capacity_bytes // cfg.channels
         self.timing = DramTiming.build(cfg.dram, cfg.burst_bytes, self.channel_gbps, self.channel_bytes)
         self.dram = DramChannels(self.timing, cfg.channels)
-        self._build_switch()
+        self._build_switch(kernel_clock_mhz)
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
         self._streaming: dict[bool, float] = {}
         self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         self._tables: dict[str, tuple[list[int], list[int]]] = {}  # phase -> its two arrays in stats
         self.target = TargetPort(name, Transaction, self.transport, self.request)
 
-    def _build_switch(self) -> None:
+    def _build_switch(self, kernel_clock_mhz: float | None) -> None:
         sw, n = self.cfg.switch, self.cfg.channels
-        self.port_of, self.hops = (list(range(n)), [0] * n) if sw is None else \
-            lateral_hops(n, sw.ports_per_switch, sw.ports_used)
+        demand = range(self.first_channel, self.first_channel + self.spread)
+        sustained = self.channel_gbps * self.timing.streaming_efficiency()
+        self.switch = None if sw is None else HbmSwitch(sw, n, demand, sustained, self.channel_gbps, kernel_clock_mhz)
+        self.hops = [0] * n if sw is None else list(self.switch.routes.hops)
         self.hop_ps = 0 if sw is None else ns_to_ps(sw.lateral_latency_ns)
         self.any_lateral = self.hop_ps > 0 and any(self.hops)
-        self.slow = [1 / sw.lateral_fraction if h else 1.0 for h in self.hops] if sw else [1.0] * n
-        # Ports only cap bandwidth when several channels share one.
-        self.port_free = [0] * n if sw is not None and sw.ports_used < n else None
 
     @property
     def addressable_bytes(self) -> int:
@@ -166,12 +154,12 @@ class Memory(Component):
         """Reserve channel time for ``txn`` and return when its data is complete."""
         now = self.env.now
         shares = self.split_local(txn.addr, txn.nbytes)
-        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now, self.slow,
+        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now,
                                        self._channel_table(self.ctx.phase), (txn.addr, txn.nbytes))
         for ch, _, _ in shares:
             self.last_label[ch] = txn.label
-        if self.port_free is not None:
-            last = max(last, self._through_ports(shares, now))
+        if self.switch is not None:
+            last = max(last, self.switch.through(shares, now))
         times = self.stats.time_ps[self.ctx.phase]
         for state, total in zip(STATES, totals):
             if total:
@@ -186,18 +174,6 @@ class Memory(Component):
             table = self._tables[phase] = (self.stats.array(phase, "channel data ps", self.cfg.channels),
                                            self.stats.array(phase, "channel occupied ps", self.cfg.channels))
         return table
-
-    def _through_ports(self, shares: list[tuple[int, int, int]], now: int) -> int:
-        """End of the transfer through the shared AXI ports (each at ``port_gbps``)."""
-        moved: dict[int, int] = {}
-        for ch, _, nbytes in shares:
-            moved[self.port_of[ch]] = moved.get(self.port_of[ch], 0) + nbytes
-        last = now
-        for port, nbytes in moved.items():
-            begin = max(self.port_free[port], now)
-            self.port_free[port] = end = begin + transfer_ps(nbytes, self.cfg.switch.port_gbps)
-            last = max(last, end)
-        return last
 
     def split_local(self, addr: int, nbytes: int) -> list[tuple[int, int, int]]:
         """(channel, channel-local start, bytes) of [addr, addr+nbytes) under the address map
@@ -230,24 +206,23 @@ class Memory(Component):
     def streaming_gbps(self, refresh: bool = True) -> float:
         """Sustained GB/s of a long sequential read spread as configured: peak x DRAM
         streaming efficiency (bank-group spacing, refresh unless ``refresh=False``), over the
-        channels the address map uses, capped by lateral switch paths and shared AXI ports."""
+        channels the address map uses, capped by the AXI ports and lateral switch paths."""
         if refresh not in self._streaming:
             self._streaming[refresh] = self._streaming_gbps(refresh)
         return self._streaming[refresh]
 
     def _streaming_gbps(self, refresh: bool) -> float:
         channels = range(self.first_channel, self.first_channel + self.spread)
-        slowest = max(self.slow[c] for c in channels)
-        gbps = self.channel_gbps * self.timing.streaming_efficiency(refresh) / slowest * len(channels)
-        if self.port_free is not None:
-            ports = len({self.port_of[c] for c in channels})
-            gbps = min(gbps, ports * self.cfg.switch.port_gbps)
+        per_channel = self.channel_gbps * self.timing.streaming_efficiency(refresh)
+        if self.switch is not None:
+            per_channel = self.switch.sustained_share(channels, per_channel)
+        gbps = per_channel * len(channels)
         return gbps / self.spread if self.cfg.placement_channels == "one" else gbps
 
     def boundary_state(self, frame: Frame) -> tuple:
         """Per channel the time until it is free (clipped where no gap-dependent cost can still
         change), the refresh debt, and its open-row state with the last chunk taken relative to
-        the work it served last; the AXI ports' free times; the refresh phase if it is fixed."""
+        the work it served last; the AXI ports' and lateral links' free times; the refresh phase if it is fixed."""
         now, dram = frame.now, self.dram
         clip = dram.idle_horizon()
         where: dict[str, tuple] = {}  # label -> (relative name, base chunk): channels share a few labels
@@ -263,7 +238,7 @@ class Memory(Component):
                 where[label] = (frame.name(label), self.local_chunk(frame.base(label)))
             name, base_chunk = where[label] if label is not None else (None, 0)
             rows.append((free, dram.debt[ch], name, last_chunk - base_chunk, *rest))
-        ports = tuple(max(f - now, 0) for f in self.port_free) if self.port_free is not None else ()
+        ports = self.switch.boundary_state(frame) if self.switch is not None else ()
         refresh_phase = now % self.timing.refi if self.timing.windowed_refresh and self.timing.refi else 0
         return tuple(rows), ports, refresh_phase
 

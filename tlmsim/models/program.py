@@ -168,7 +168,7 @@ class Program(Stateful):
                     tile = st.tiles[index]
                     st.fetched = index
                     yield Descriptor(region.memory, region.addr + tile.offset, tile.nbytes, st.op.name,
-                                     wait_for=wait, on_issue=st.mark_issue, tag=st, tile=index, step=st.step.index)
+                                     wait_for=wait, on_issue=st.mark_issue, tile=index, step=st.step.index)
 
     # -- steady-state reuse (tlmsim/engine/protocol.py) --------------------------------
 

