@@ -301,10 +301,13 @@ class PeArray(Component):
         """Multiply (or add/subtract) units in the array."""
         return self.cfg.rows * self.cfg.cols * self.cfg.lanes * self.cfg.n
 
-    def ideal_ps(self, fmt: WeightFormat, rows: int, stored_weights: int) -> int:
-        """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
-        work = rows * stored_weights * self.bits_factor(fmt)
-        return cycles_to_ps(ceil_div(work, self.multipliers()), self.clock_mhz)
+    def ideal_ps(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> int:
+        """Compute bound of an op: its tiles' beats on the whole array, back to back.
+
+        Tighter than MACs / multipliers and still a bound: a pass covers at most ``rows``
+        tokens and ``cols`` outputs, so a tile of one token (decode at batch 1) keeps all but
+        one row idle on any (sub-)array; no fill, skew or decoder stall is counted."""
+        return cycles_to_ps(sum(self.tile_cycles(fmt, t) for t in tiles), self.clock_mhz)
 
 
 def tile_order(count: int, skipped: Callable[[], tuple[int, int] | list[int] | None]) -> Iterator[int]:
