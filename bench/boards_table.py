@@ -19,7 +19,8 @@ ORDER = ["u280", "u55c", "u250", "v80", "kv260", "zcu102"]
 
 
 def _share(cost: dict, key: str) -> str:
-    return f"{cost['total'][key]:,.0f} ({cost['share_of_board'][key]:.0%})"
+    share = cost["share_of_board"][key]  # None: the board has none of it (the ZCU102's URAM)
+    return f"{cost['total'][key]:,.0f}" + (f" ({share:.0%})" if share is not None else "")
 
 
 def row(path: Path) -> str:
