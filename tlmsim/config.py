@@ -49,6 +49,7 @@ from tlmsim.engine.yamlio import clip, load_yaml_file, load_yaml_text, short_rep
 
 # Each component owns its config model; the application composes them into ``Config``.
 from tlmsim.models.accelerator import AcceleratorConfig, FpgaConfig  # noqa: F401
+from tlmsim.models.board import BoardConfig  # noqa: F401
 from tlmsim.models.buffer import ON_CHIP_BLOCKS, ActivationBufferConfig, BufferConfig  # noqa: F401
 from tlmsim.models.decoder import DecoderConfig  # noqa: F401
 from tlmsim.models.dram import DramTimingConfig  # noqa: F401
@@ -95,6 +96,9 @@ class SimulationConfig(Section):
     reuse_identical_layers: bool = Field(
         True, description="skip decoder layers once the whole system state repeats exactly from one layer "
         "boundary to the next (tlmsim/models/steady_state.py); results are identical either way")
+    allow_over_budget: bool = Field(
+        False, description="run a design that exceeds its board (resources, clock, memories) as a what-if; "
+        "the result is marked (tlmsim run --allow-over-budget)")
 
 
 class Config(Section):
@@ -103,6 +107,8 @@ class Config(Section):
     name: str = Field(max_length=200)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     memory: dict[str, MemoryConfig] = Field(min_length=1, max_length=16)
+    board: BoardConfig | None = Field(None, description="the board the design is checked against (a preset "
+                                                        "name such as u280, or a mapping with preset: and overrides)")
     accelerator: AcceleratorConfig
     placement: PlacementConfig
     workload: WorkloadConfig
@@ -117,6 +123,10 @@ class Config(Section):
                     raise _cross_error(f"placement.{field} names memory {short_repr(mem)}, which is not defined; "
                                        f"use one of {sorted(self.memory)}", f"placement.{field}", "memory")
         _check_format_fits_pe(self.workload.weight_format, self.workload.group_size, self.accelerator.pe_array)
+        if self.accelerator.pe_array.pe == "ternary" and not self.workload.lm_head_format.startswith("ternary"):
+            raise _cross_error(f"workload.lm_head_format={self.workload.lm_head_format} cannot run on "
+                               "accelerator.pe_array.pe=ternary (ternary weights only); set lm_head_format: ternary",
+                               "workload.lm_head_format", "accelerator.pe_array")
         _check_on_chip_budget(self.accelerator)
         steps, tokens = self.trace.decode_steps, self.workload.decode_tokens
         if steps > max(tokens, 1):  # the default (trace step 1) stays valid for a prefill-only run
@@ -141,6 +151,9 @@ def _check_format_fits_pe(spec: str, group_size: int, pe: PeArrayConfig) -> None
     if fmt.encoding == "ternary" and not pe.ternary:
         raise _cross_error("workload.weight_format is ternary but accelerator.pe_array.ternary is false; "
                            "set it to true", *blame)
+    if fmt.encoding != "ternary" and pe.pe == "ternary":
+        raise _cross_error(f"workload.weight_format {spec} is not ternary but accelerator.pe_array.pe is ternary "
+                           "(multiply-free, ternary weights only); set pe: int4 or use a ternary format", *blame)
 
 
 def _check_on_chip_budget(acc: AcceleratorConfig) -> None:

@@ -268,7 +268,38 @@ def summary_block(result: dict) -> dict:
                     "decode_bottleneck": dec["bounding_component"]})
     weights = result["weights"]
     out.update({"weight_bytes": weights["total_bytes"], "embedding_bytes": weights["embedding_bytes"]})
+    out.update(_energy_summary(result))
     return out
+
+
+def _energy_summary(result: dict) -> dict:
+    energy = (result.get("energy") or {}).get("phases", {})
+    pre, dec = energy.get("prefill"), energy.get("decode")
+    return {"prefill_j_per_token": pre["j_per_token"] if pre else None,
+            "decode_j_per_token": dec["j_per_token"] if dec else None,
+            "decode_tokens_per_j": dec["tokens_per_j"] if dec else None,
+            "decode_power_w": dec["average_w"] if dec else None,
+            "what_if": bool((result.get("cost") or {}).get("what_if"))}
+
+
+RESOURCE_LABELS = {"dsp": "DSP", "lut": "LUT", "ff": "FF", "bram36": "BRAM36", "uram": "URAM"}
+
+
+def format_cost(result: dict) -> list[str]:
+    """Summary lines: resources (% of the board), energy per token and power per phase."""
+    cost = result.get("cost")
+    if not cost:
+        return []
+    used, share = cost["total"], cost["share_of_board"]
+    lines = ["  resources on the " + cost["board"] + ": " + ", ".join(
+        f"{RESOURCE_LABELS[k]} {used[k]:,.0f} ({share[k]:.0%})" if share[k] is not None else
+        f"{RESOURCE_LABELS[k]} {used[k]:,.0f}" for k in RESOURCE_LABELS)]
+    if cost["what_if"]:
+        lines.append("  WHAT-IF (over budget, run with --allow-over-budget): " + "; ".join(cost["over_budget"]))
+    for name, phase in ((result.get("energy") or {}).get("phases") or {}).items():
+        lines.append(f"  energy {name:<7}: {phase['j_per_token']:.4g} J/token ({phase['tokens_per_j']:.3g} tokens/J), "
+                     f"{phase['average_w']:.1f} W average ({phase['dynamic_w']:.1f} W dynamic)")
+    return lines
 
 
 def _size(nbytes: int) -> str:
@@ -302,6 +333,7 @@ def format_summary(result: dict, out=None, files: list[str] | None = None) -> st
     if reuse.get("layers_skipped") or reuse.get("tiles_skipped"):
         lines.append(f"  steady state: {reuse['layers_skipped']} repeated decoder layers and {reuse['tiles_skipped']} "
                      f"repeated tiles accounted without re-simulating them (exact; docs/performance.md)")
+    lines += format_cost(result)
     lines.append("  busy fraction   " + "".join(f"{p:>10}" for p in result["phases"]))
     for comp in summary_components(result):
         row = "".join(f"{result['phases'][p]['utilisation'][comp]['busy']:10.1%}" for p in result["phases"])

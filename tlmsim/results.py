@@ -26,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tlmsim.engine.trace import Counter, Slice
 
 # Version of result.json's layout: 2 added schema_version, tlmsim_version, summary and the
-# weight breakdown (decoder layers, lm_head, embedding table); 3 added components (their roles).
-SCHEMA_VERSION = 3
+# weight breakdown (decoder layers, lm_head, embedding table); 3 added components (their roles);
+# 4 added cost (resources per component against the board), energy and per-phase counts.
+SCHEMA_VERSION = 4
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "result_schema.json"
 
 # In architectural order (memories, DMAs, buffers, compute, controller): lanes and tables follow it.
@@ -107,6 +108,7 @@ class Phase(_Record):
     utilisation: dict[str, dict[str, float]] = Field(description="component -> state -> fraction of the phase")
     bounding_component: str = Field(description="the busiest memory or compute component")
     channels: dict[str, list[dict[str, float]]] = Field(description="memory -> per channel busy/overhead/idle")
+    counts: dict[str, dict[str, int]] = Field(description="component -> event counts (bytes moved, ...)")
     tokens_per_s: float | None = None
     ms_per_token: float | None = Field(None, description="ms per step (a step makes batch tokens)")
     bytes_per_step: dict[str, float] | None = None
@@ -180,6 +182,59 @@ class Reuse(BaseModel):
     tiles_skipped: int
 
 
+class ResourceLine(_Record):
+    """FPGA primitives of one component and where the numbers come from."""
+
+    dsp: int
+    lut: int
+    ff: int
+    bram36: float
+    uram: int
+    source: str = Field(description="synthesized, exact primitive count, published table, or estimate")
+
+
+class Resources(_Record):
+    """FPGA primitive totals."""
+
+    dsp: int
+    lut: int
+    ff: int
+    bram36: float
+    uram: int
+
+
+class Cost(_Record):
+    """The design's resources against its board (tlmsim/cost.py)."""
+
+    board: str
+    components: dict[str, ResourceLine]
+    total: Resources
+    board_total: Resources
+    share_of_board: dict[str, float | None] = Field(description="resource -> used / board total")
+    budget: dict[str, int] = Field(description="resource -> usable count (board.usable x total)")
+    over_budget: list[str] = Field(description="each way the design exceeds the board; empty if it fits")
+    what_if: bool = Field(description="true: the design exceeds its board and ran only with --allow-over-budget")
+
+
+class PhaseEnergy(_Record):
+    """Energy of one phase (tlmsim/energy.py)."""
+
+    joules: dict[str, float] = Field(description="component (or static, clock_tree) -> J")
+    total_j: float
+    average_w: float
+    dynamic_w: float
+    tokens: int
+    j_per_token: float
+    tokens_per_j: float
+
+
+class Energy(_Record):
+    """Energy and power per phase, from the run's records and cited constants."""
+
+    constants: str = Field(description="the energy preset used")
+    phases: dict[str, PhaseEnergy]
+
+
 class Summary(_Record):
     """The headline numbers (tlmsim.report.summary_block); decode fields are null without decode."""
 
@@ -194,6 +249,11 @@ class Summary(_Record):
     decode_bottleneck: str | None
     weight_bytes: int
     embedding_bytes: int
+    prefill_j_per_token: float | None = Field(None, description="null without a board")
+    decode_j_per_token: float | None = None
+    decode_tokens_per_j: float | None = None
+    decode_power_w: float | None = Field(None, description="average board power while decoding")
+    what_if: bool = Field(False, description="the design exceeds its board (run with --allow-over-budget)")
 
 
 class Attribution(_Record):
@@ -258,6 +318,8 @@ class ResultFile(_Record):
     steps: list[StepSpan]
     reuse: Reuse
     config: dict[str, Any] = Field(description="the fully resolved config (tlmsim.config.Config)")
+    cost: Cost | None = Field(description="null without board:")
+    energy: Energy | None = Field(description="null without board:")
     summary: Summary
     wall_time_s: float | None = Field(None, description="written by tlmsim run")
     bottlenecks: Bottlenecks | None = Field(None, description="written by tlmsim run")

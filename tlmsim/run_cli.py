@@ -27,6 +27,9 @@ def add_parser(sub, common) -> None:
                      help="what timeline.png shows: all, step:K, layer:N or step:K,layer:N "
                           "(K = 0 is the prefill; default: decode step 1)")
     run.add_argument("--svg", action="store_true", help="also write timeline.svg")
+    run.add_argument("--allow-over-budget", action="store_true",
+                     help="run a design that exceeds its board (resources, clock, memories) as a what-if; "
+                          "the result is marked")
     run.set_defaults(handler=handle)
 
 
@@ -51,6 +54,7 @@ def handle(args) -> int:
     from tlmsim.report import bottlenecks, check_window_traced, format_report, format_summary
 
     overrides = list(args.overrides) + ([f"workload.model={args.model}"] if args.model else [])
+    overrides += ["simulation.allow_over_budget=true"] if args.allow_over_budget else []
     cfg = load_config(args.config, overrides)
     if args.timeline_window:
         check_window_traced(args.timeline_window, cfg.trace.prefill, cfg.trace.decode_steps, cfg.workload.decode_tokens)

@@ -8,6 +8,8 @@ import time
 import networkx as nx
 
 from tlmsim.config import Config
+from tlmsim.cost import check_budget
+from tlmsim.energy import energy_report
 from tlmsim.engine.timebase import ps_to_s
 from tlmsim.models.accelerator import Accelerator
 from tlmsim.models.roofline import StepRecord
@@ -33,17 +35,18 @@ def simulate(cfg: Config, graph: nx.DiGraph | None = None, progress=None) -> Run
     """Run the simulation of ``cfg`` (on ``graph`` if given); ``progress(done, total, phase)``
     is called after each step. The accelerator is dropped: the result holds only records."""
     started = time.perf_counter()
+    cost = check_budget(cfg)  # before minutes of simulation: an over-budget design is refused here
     workload = build_workload(cfg, graph)
     accelerator = Accelerator(cfg, workload, progress=progress)
     log.debug("simulating %d steps", len(workload.steps()))
     steps = accelerator.run()
-    data = summarize(cfg, accelerator, steps)
+    data = summarize(cfg, accelerator, steps, cost)
     tracer = accelerator.ctx.tracer
     return RunResult(data, tuple(tracer.slices), tuple(tracer.counters), time.perf_counter() - started)
 
 
-def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
-    """Metrics of a finished run (RunResult.data)."""
+def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord], cost: dict | None = None) -> dict:
+    """Metrics of a finished run (RunResult.data); ``cost`` is the design's resource block."""
     components = {name: {"role": comp.role} for name, comp in acc.components.items()}
     prefill = [s for s in steps if s.step.phase == "prefill"]
     decode = [s for s in steps if s.step.phase == "decode"]
@@ -68,7 +71,9 @@ def summarize(cfg: Config, acc: Accelerator, steps: list[StepRecord]) -> dict:
         "reuse": {"layers_skipped": acc.reuse.layers_skipped, "tiles_skipped": acc.reuse.tiles_skipped,
                   "disabled_reason": acc.reuse.disabled_reason},
         "config": cfg.model_dump(mode="json"),
+        "cost": cost,
     }
+    result["energy"] = energy_report(result)  # post-processing of the records above
     result["summary"] = summary_block(result)
     return result
 
@@ -94,7 +99,18 @@ def _phase(acc: Accelerator, steps: list[StepRecord], components: dict) -> dict:
         "utilisation": utilisation,
         "bounding_component": _bounding(utilisation, components),
         "channels": {name: mem.channel_report(steps[0].step.phase, duration) for name, mem in acc.memories.items()},
+        "counts": _counts(acc, steps[0].step.phase),
     }
+
+
+def _counts(acc: Accelerator, phase: str) -> dict[str, dict[str, int]]:
+    """Each component's event counts in ``phase`` (bytes moved, ...), from its Stats."""
+    out = {}
+    for name, comp in acc.components.items():
+        counts = comp.stats.counts.get(phase, {})
+        if counts:
+            out[name] = dict(sorted(counts.items()))
+    return out
 
 
 def _bounding(utilisation: dict, components: dict) -> str:

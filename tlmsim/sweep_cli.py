@@ -36,6 +36,8 @@ def add_parser(sub, common=None) -> None:
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://head:8786")
     sweep.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
                        help=f"refuse a sweep of more than N points (default {MAX_POINTS:,})")
+    sweep.add_argument("--allow-over-budget", action="store_true",
+                       help="run points that exceed their board as what-ifs (marked in sweep.csv)")
     sweep.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed")
     sweep.set_defaults(handler=handle)
 
@@ -50,7 +52,8 @@ def handle(args) -> int:
         raise UserError(f"--max-points {args.max_points}: give at least 1")
     if args.scheduler and args.executor != "dask":
         raise UserError("--scheduler needs --executor dask")
-    spec = sw.prepare(args.config, args.axes, max_points=args.max_points)
+    axes = list(args.axes) + (["simulation.allow_over_budget=true"] if args.allow_over_budget else [])
+    spec = sw.prepare(args.config, axes, max_points=args.max_points)
     out = Path("results") / f"{Path(args.config).stem}-sweep" if args.out is None else args.out
     progress = sw.Progress(out, [a.field for a in spec.axes if a.swept])
     started = time.perf_counter()

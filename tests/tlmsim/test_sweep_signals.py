@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSHIP = ROOT / "configs" / "u280_llama7b.yaml"
 VALUES = [100, 200, 300, 400, 500, 600, 700, 800]
-TINY = ["--set", "workload.decode_tokens=2", "--set", "workload.prefill_tokens=8",
+TINY = ["--set", "workload.decode_tokens=2", "--set", "workload.prefill_tokens=8", "--allow-over-budget",
         "--set", f"memory.hbm.bandwidth_gbps={VALUES}"]
 # The CLI as the user runs it; tlmsim/cli.py makes SIGTERM raise KeyboardInterrupt like
 # SIGINT does, so both take the same way out.

@@ -86,11 +86,22 @@ class RepeatUnit:
     last: int
     label: str | None = None  # the work the units belong to, whose addresses move with the skip
     stride_bytes: int = 0  # address distance from one unit to the next
+    units_per_period: int = 1  # units from one repeating state to the next (tiles whose addresses
+    #                            realign with the memory's address map only every few tiles)
+
+    def __post_init__(self) -> None:
+        if self.count % self.units_per_period:
+            raise ValueError(f"{self.count} units are not whole periods of {self.units_per_period}")
 
     @property
     def count(self) -> int:
         """How many units are skipped."""
         return self.last - self.first + 1
+
+    @property
+    def periods(self) -> int:
+        """How many repeated periods the skipped units are."""
+        return self.count // self.units_per_period
 
 
 class Stateful:

@@ -105,7 +105,7 @@ class Skip:
     @property
     def shift_ps(self) -> int:
         """Time the skipped units take."""
-        return self.unit.count * self.period_ps
+        return self.unit.periods * self.period_ps
 
 
 class ReuseEngine:
@@ -206,7 +206,7 @@ class ReuseEngine:
         pairs = zip(previous.stats, mark.stats)
         growth = [(stats, Stats.growth(before, after)) for (stats, before), (_, after) in pairs]
         skip = Skip(unit, mark.at_ps, period, self.ctx.phase, growth,
-                    Repeat(previous.traced, mark.traced, unit.count, period, copy_name, later_name))
+                    Repeat(previous.traced, mark.traced, unit.periods, period, copy_name, later_name))
         self.skips.append(skip)
         self._skip_times.append(skip.at_ps)
         self._shifts.append(self._shifts[-1] + skip.shift_ps)
@@ -228,7 +228,7 @@ class ReuseEngine:
         self._finished = True
         for skip in self.skips:
             for stats, growth in skip.growth:
-                stats.add_growth(skip.phase, growth, skip.unit.count)
+                stats.add_growth(skip.phase, growth, skip.unit.periods)
         tracer = self.ctx.tracer
         if self.skips:
             tracer.slices, tracer.counters = put_back(tracer.slices, tracer.counters, [s.trace for s in self.skips])

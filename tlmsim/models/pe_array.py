@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import numpy as np
 import simpy
@@ -57,10 +58,21 @@ class PeArrayConfig(Section):
     native_weight_bits: int = Field(4, ge=1, le=16,
                                     description="multiplier weight width; wider weights take more beats")
     ternary: bool = Field(True, description="multiplication-free mode for ternary weights")
+    pe: Literal["int4", "ternary"] = Field(
+        "int4", description="PE build (rtl/nm_pe.v WMODE): int4 multipliers (run INT and ternary weights) or the "
+                            "multiply-free ternary PE (ternary weights only, no product DSPs)")
+    pack: Literal[1, 2] = Field(1, description="token rows per PE sharing each weight's DSP (rtl PACK; rows counts "
+                                               "token rows, so the array has rows / pack x cols PEs; timing unchanged)")
     map_to_sub_array: bool = Field(True, description="run each op on the sub-array that finishes it soonest")
 
     @model_validator(mode="after")
     def _n_below_m(self):
+        if self.pe == "ternary" and (self.pack != 1 or not self.ternary):
+            raise ValueError("pe=ternary is the multiply-free PE: it needs ternary: true and pack: 1; "
+                             "use pe: int4 for packed or INT weights")
+        if self.rows % self.pack:
+            raise ValueError(f"rows={self.rows} is not a multiple of pack={self.pack} (a packed PE computes "
+                             f"{self.pack} token rows); use an even number of rows or pack: 1")
         if self.n >= self.m:
             raise ValueError(f"n={self.n} must be < m={self.m} (N:M keeps N of every M weights)")
         if self.m & (self.m - 1):
@@ -80,6 +92,11 @@ def check_runs(cfg: PeArrayConfig, fmt: WeightFormat, where: str) -> None:
     if fmt.encoding == "ternary" and not cfg.ternary:
         raise ConfigError(f"{where} is ternary but accelerator.pe_array.ternary is false; "
                           f"set it to true or use an INT format")
+    # The multiply-free PE refuses INT weights; attention's activation x KV products (fp16
+    # "values") are charged to the array as if it ran them (docs/cost.md names the missing unit).
+    if fmt.encoding == "int" and cfg.pe == "ternary":
+        raise ConfigError(f"{where} is {fmt.name} but accelerator.pe_array.pe is ternary (multiply-free, ternary "
+                          f"weights only); set pe: int4 or use a ternary format")
 
 
 class Operands(Enum):
@@ -284,10 +301,13 @@ class PeArray(Component):
         """Multiply (or add/subtract) units in the array."""
         return self.cfg.rows * self.cfg.cols * self.cfg.lanes * self.cfg.n
 
-    def ideal_ps(self, fmt: WeightFormat, rows: int, stored_weights: int) -> int:
-        """Roofline compute bound: stored-weight MACs / (multipliers x clock)."""
-        work = rows * stored_weights * self.bits_factor(fmt)
-        return cycles_to_ps(ceil_div(work, self.multipliers()), self.clock_mhz)
+    def ideal_ps(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> int:
+        """Compute bound of an op: its tiles' beats on the whole array, back to back.
+
+        Tighter than MACs / multipliers and still a bound: a pass covers at most ``rows``
+        tokens and ``cols`` outputs, so a tile of one token (decode at batch 1) keeps all but
+        one row idle on any (sub-)array; no fill, skew or decoder stall is counted."""
+        return cycles_to_ps(sum(self.tile_cycles(fmt, t) for t in tiles), self.clock_mhz)
 
 
 def tile_order(count: int, skipped: Callable[[], tuple[int, int] | list[int] | None]) -> Iterator[int]:

@@ -138,8 +138,7 @@ class Roofline:
             return {"vector_unit": self.vector_unit.ideal_ps(op.vector_op, op.elements)}
         if not op.kind.is_matmul or not st.tiles:
             return {}
-        work = sum(t.rows * t.stored_weights for t in st.tiles)
-        demands = {"pe_array": self.pe_array.ideal_ps(op.weight_format, 1, work)}
+        demands = {"pe_array": self.pe_array.ideal_ps(op.weight_format, tuple(st.tiles))}
         if op.kind is OpKind.LINEAR:
             demands["decoder"] = self.decoder.ideal_ps(sum(t.stored_weights for t in st.tiles))
         return demands

@@ -33,6 +33,7 @@ reuse give identical results and traces.
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 from tlmsim.engine.component import SimContext
@@ -42,6 +43,7 @@ from tlmsim.models.placement import Placement
 from tlmsim.models.program import LAYER, TILE, OpState, Program
 
 MIN_TILE_RUN = 8  # shorter runs of identical tiles are not worth checking
+MAX_TILE_PERIOD = 8  # tiles per repeating period at most (else the run is simulated in full)
 # Tile checkpoints: every tile of the first EARLY_TILE_CHECKS of a run (a steady state found at
 # once), then a pair of consecutive tiles every TILE_CHECK_EVERY (one reached after a long
 # transient, e.g. a deep buffer draining slowly), so checks cost 2 / TILE_CHECK_EVERY of the tiles.
@@ -114,7 +116,8 @@ class SteadyStateReuse:
         self.layers_skipped = 0
         self.tiles_skipped = 0
         self._mark: tuple[int, int, Mark] | None = None  # (step, layer, mark) at the last layer start
-        self._tile_mark: tuple[int, int, int, Mark] | None = None  # (id of op state, step, tile, mark)
+        self._tile_marks_of: tuple[int, int] | None = None  # (id of op state, step) of the tile marks kept
+        self._tile_marks: dict[int, Mark] = {}  # tile -> mark, until the tile a period later compares with it
         self._tile_runs: dict[int, tuple] = {}
 
     @property
@@ -200,7 +203,8 @@ class SteadyStateReuse:
 
     def at_tile_start(self, cmd, index: int) -> None:
         """Called by the PE array before it waits for tile ``index`` of ``cmd``: skips the
-        op's remaining identical tiles once the system state repeats from tile to tile."""
+        op's remaining identical tiles once the system state repeats from one tile period to
+        the next (one tile, or a few whose strides add up to the memory's alignment period)."""
         st = self.program.state(cmd.work[0])[cmd.work[1]]
         # Only ops outside the decoder layers: inside them, skipped layers already account for
         # the repetition, and a tile skip inside the period of a layer skip would shift it.
@@ -210,38 +214,43 @@ class SteadyStateReuse:
         if run is None:
             return
         self.engine.boundary()  # with or without reuse: records split the same way
-        offset = index - run[0]
-        checked = offset <= EARLY_TILE_CHECKS or offset % TILE_CHECK_EVERY in (0, 1)
-        inside = run[0] <= index - 1 < index < run[1]
+        first, last, stride, period = run
+        offset = index - first
+        checked = offset <= EARLY_TILE_CHECKS + period or offset % TILE_CHECK_EVERY in (0, period)
+        inside = first <= index - period and index < last
         if not self.engine.enabled or st.skipped_tiles or not checked or not inside:
             return
         where = Boundary(self.layout, st.step.index, op=st.op.name, tile=index, tile_offset=st.tiles[index].offset)
         mark = self.engine.mark(Frame(self.env.now, where))
-        previous, self._tile_mark = self._tile_mark, (id(st), st.step.index, index, mark)
-        if (previous is None or previous[:3] != (id(st), st.step.index, index - 1)
-                or not self.engine.repeats(previous[3], mark)):
+        if self._tile_marks_of != (id(st), st.step.index):
+            self._tile_marks_of, self._tile_marks = (id(st), st.step.index), {}
+        previous = self._tile_marks.get(index - period)
+        self._tile_marks = {t: m for t, m in self._tile_marks.items() if t > index - period}
+        self._tile_marks[index] = mark
+        if previous is None or not self.engine.repeats(previous, mark):
             return
-        _, last, stride = run
-        if last - st.fetched < 1:
-            return  # the DMA is past this run: nothing left to skip
         # The DMA holds tile ``fetched`` (not issued yet): it becomes the last skipped tile.
-        unit = RepeatUnit(TILE, st.step.index, st.fetched + 1, last, label=st.op.name, stride_bytes=stride)
-        if self.engine.skip(unit, previous[3], mark) is not None:
+        periods = (last - st.fetched) // period
+        if periods < 1:
+            return  # the DMA is (nearly) past this run: nothing left to skip
+        unit = RepeatUnit(TILE, st.step.index, st.fetched + 1, st.fetched + periods * period, label=st.op.name,
+                          stride_bytes=stride, units_per_period=period)
+        if self.engine.skip(unit, previous, mark) is not None:
             self.tiles_skipped += unit.count
 
-    def _tile_run(self, st: OpState, index: int) -> tuple[int, int, int] | None:
-        """(first tile, last tile, byte stride) of the run of identical, evenly spaced tiles
-        holding tile ``index``, if the stride keeps DRAM costs identical (a multiple of the
-        memory's alignment period); else None."""
+    def _tile_run(self, st: OpState, index: int) -> tuple[int, int, int, int] | None:
+        """(first tile, last tile, byte stride, tiles per period) of the run of identical,
+        evenly spaced tiles holding tile ``index``, if DRAM costs repeat every few tiles (their
+        strides add up to a multiple of the memory's alignment period); else None."""
         runs = self._tile_runs.get(id(st.tiles))
         if runs is None:
             runs = self._tile_runs[id(st.tiles)] = (st.tiles, self._find_tile_runs(st))
-        for first, last, stride in runs[1]:
-            if first <= index <= last:
-                return first, last, stride
+        for run in runs[1]:
+            if run[0] <= index <= run[1]:
+                return run
         return None
 
-    def _find_tile_runs(self, st: OpState) -> list[tuple[int, int, int]]:
+    def _find_tile_runs(self, st: OpState) -> list[tuple[int, int, int, int]]:
         if st.op.operand_tensor is None:
             return []
         align, _ = self.placement.alignment[self.placement[st.op.operand_tensor].memory]
@@ -252,8 +261,9 @@ class SteadyStateReuse:
             while (j + 1 < len(tiles) and shape(tiles[j + 1]) == shape(tiles[i])
                    and tiles[j + 1].offset - tiles[j].offset == stride):
                 j += 1
-            if j - i + 1 >= MIN_TILE_RUN and align and stride % align == 0:
-                runs.append((i, j, stride))
+            period = align // math.gcd(stride, align) if align and stride > 0 else 0
+            if 0 < period <= MAX_TILE_PERIOD and j - i + 1 >= MIN_TILE_RUN + period - 1:
+                runs.append((i, j, stride, period))
             i = max(j, i + 1)
         return runs
 
@@ -269,7 +279,7 @@ class SteadyStateReuse:
 
     def finish_step(self, step: int, states: list[OpState]) -> None:
         """Put real times on every op state of a finished step, the skipped ones included."""
-        self._tile_mark = None
+        self._tile_marks_of, self._tile_marks = None, {}
         self.engine.end_renames()
         skip = next((s for s in self.engine.skips if s.unit.kind == LAYER and s.unit.step == step), None)
         special = {}

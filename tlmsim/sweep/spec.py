@@ -55,6 +55,10 @@ def metrics(result: dict) -> dict:
     pre = result["phases"]["prefill"]
     row = {"prefill_ms": pre["time_s"] * 1e3, "prefill_roofline_ms": pre["roofline_time_s"] * 1e3,
            "prefill_bound_by": pre["bounding_component"]}
+    summary = result.get("summary") or {}
+    if result.get("cost"):
+        row.update({"what_if": summary.get("what_if", False), "dsp": result["cost"]["total"]["dsp"],
+                    "lut": result["cost"]["total"]["lut"], "decode_j_per_token": summary.get("decode_j_per_token")})
     dec = result["phases"].get("decode")
     if dec:
         tokens = result["config"]["workload"]["batch"] * dec["steps"]

@@ -15,11 +15,16 @@ from tlmsim.models.synthesis.cache import FORMAT, FORMAT_VERSION, TABLE_PATH
 from tlmsim.models.synthesis.yosys import PeDesign, synthesis_inputs, synthesize
 
 # The flagship array's PE (configs/u280_*.yaml: 2:4, 16 lanes, INT8 activations) in its
-# three builds, and the small PEs tests/models/test_resources.py re-synthesizes.
+# three builds, the packed PEs the formats study rebuilds for other N:M patterns at the same
+# 32 multipliers per token row (tlmsim/study.py format_overrides), and the small PEs
+# tests/models/test_resources.py re-synthesizes.
 TABLE_DESIGNS = (
     PeDesign(n=2, m=4, lanes=16),
     PeDesign(n=2, m=4, lanes=16, pack=2),
     PeDesign(n=2, m=4, lanes=16, ternary=True),
+    PeDesign(n=1, m=4, lanes=32, pack=2),
+    PeDesign(n=2, m=8, lanes=16, pack=2),
+    PeDesign(n=4, m=8, lanes=8, pack=2),
     PeDesign(n=2, m=4, lanes=1),
     PeDesign(n=2, m=4, lanes=1, ternary=True),
 )
