@@ -180,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     run_cli.add_parser(sub, common)
     sweep_cli.add_parser(sub, common)
     _study_parser(sub, common)
+    _validate_parser(sub, common)
     _compress_parser(sub, common)
     _tiny_parser(sub, common)
     models = sub.add_parser("models", parents=[common], help="list the shipped models (use a name as workload.model)",
@@ -293,6 +294,22 @@ def _models(args) -> int:
 
     print(format_catalog(catalog()))
     return 0
+
+
+def _validate_parser(sub, common) -> None:
+    val = sub.add_parser("validate", parents=[common], help="simulate published FPGA LLM accelerators, state the error",
+                         description="Simulate every measured point of configs/validation/designs.yaml and write "
+                                     "validation.md and validation.csv to --out (default: results/validation).")
+    val.add_argument("--out", type=Path, help="output folder (default: results/validation)")
+    val.add_argument("--designs", type=Path, help="designs file (default: configs/validation/designs.yaml)")
+    val.add_argument("--only", metavar="NAME", help="only the design of this name")
+    val.set_defaults(handler=_validate)
+
+
+def _validate(args) -> int:
+    from tlmsim.validate import DESIGNS, run_and_write
+
+    return run_and_write(args.out, args.designs or DESIGNS, args.only, quiet=args.quiet)
 
 
 def _study(args) -> int:
