@@ -22,7 +22,7 @@ from pathlib import Path
 from tlmsim.engine.errors import UserError
 
 MARKER = ".tlmsim-output"
-KINDS = ("run", "compress", "tiny-model", "sweep", "study")
+KINDS = ("run", "compress", "tiny-model", "sweep", "study", "validate")
 
 
 def tlmsim_version() -> str:
@@ -47,6 +47,8 @@ def marker_kind(folder: Path) -> str | None:
 
 def write_marker(folder: Path, kind: str) -> None:
     """Mark ``folder`` as a tlmsim output of ``kind``."""
+    if kind not in KINDS:  # a marker check_out would not recognise would lock the folder against rewriting
+        raise ValueError(f"unknown output kind {kind!r}; add it to tlmsim.output.KINDS")
     data = {"kind": kind, "written_by": f"tlmsim {tlmsim_version()}"}
     (Path(folder) / MARKER).write_text(json.dumps(data) + "\n")
 

@@ -101,17 +101,33 @@ def test_ddr4_random_reads_explained_by_trp_plus_trcd(ctx):
     assert done[-1] - done[-2] == 13_320 + 13_320  # tRP + tRCD: 64 B per 26.64 ns = 2.40 GB/s
 
 
+# The JEDEC timing alone (the preset's calibrated controller efficiency set aside)
+DDR4_TIMING = {"preset": "ddr4_2400", "controller_efficiency": 1.0}
+
+
 def test_ddr4_streaming_efficiency_is_refresh_bound(ctx):
-    mem = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16, dram={"preset": "ddr4_2400"})
+    mem = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16, dram=DDR4_TIMING)
     nbytes = 32 * 2**20
     done = _issue(mem, range(0, nbytes, 2**16), 2**16)[-1]
     # one 64 B burst = 3.333 ns = tCCD_S: peak; refresh 350 ns of every 7.8 us
     assert nbytes / (done / 1000) / 19.2 == pytest.approx(1 - 350 / 7800, abs=0.002)
 
 
+def test_ddr4_preset_controller_fills_its_calibrated_share_of_burst_slots(ctx):
+    """The preset's controller efficiency (fitted on Li et al.'s KV260 decode, docs/validation.md)
+    scales the streaming rate and nothing else: same stream, same refresh, rate x efficiency."""
+    timed = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16, dram=DDR4_TIMING)
+    real = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16, dram={"preset": "ddr4_2400"})
+    nbytes = 32 * 2**20
+    ideal_ps = _issue(timed, range(0, nbytes, 2**16), 2**16)[-1]
+    real_ps = _issue(real, range(0, nbytes, 2**16), 2**16)[-1]
+    assert real.cfg.dram.controller_efficiency == 0.918
+    assert ideal_ps / real_ps == pytest.approx(0.918, abs=0.004)
+
+
 def test_same_bank_group_mapping_is_bound_by_tccd_l(ctx):
     mem = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16,
-              dram={"preset": "ddr4_2400", "address_mapping": "row_bank_column"})
+              dram={**DDR4_TIMING, "address_mapping": "row_bank_column"})
     done = _issue(mem, [0], 4096)[0]
     # 64 bursts in one bank: tCCD_L 5 ns apart instead of 3.33 ns; one activation (tRCD) first
     assert done == 13_320 + 64 * 5_000

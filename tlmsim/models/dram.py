@@ -3,9 +3,10 @@
 A request reaches each channel as one contiguous range of channel-local bytes. Its
 service time on that channel follows from counts, not from a command-by-command loop:
 
-* ``N`` bursts, each taking ``max(t_burst, tCCD)`` on the data bus (``tCCD_S`` when
-  the address mapping rotates consecutive bursts over bank groups, ``tCCD_L`` when they
-  stay in one bank);
+* ``N`` bursts, each taking ``max(t_burst, tCCD) / controller_efficiency`` on the data bus
+  (``tCCD_S`` when the address mapping rotates consecutive bursts over bank groups,
+  ``tCCD_L`` when they stay in one bank; the efficiency is the share of free burst slots a
+  real controller fills, a calibrated constant of the DDR4 preset, docs/validation.md);
 * ``A`` row activations: the distinct (bank, row) pairs the range touches, minus those
   already open (open-page policy; the channel keeps each bank's open row). The first
   activation is exposed (``tRCD``, plus ``tRP`` if another row was open) unless the
@@ -85,7 +86,8 @@ class DramTiming:
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
         refresh = ns_to_ps(cfg.refresh_block_ns)
-        return cls(burst_bytes, burst_ps, max(burst_ps, ccd * PS_PER_NS), ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
+        col_ps = max(burst_ps, ccd * PS_PER_NS) / cfg.controller_efficiency
+        return cls(burst_bytes, burst_ps, col_ps, ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
                    ns_to_ps(cfg.t_rc_ns), ns_to_ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), ns_to_ps(cfg.t_refi_ns),
                    refresh, ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
                    cfg.address_mapping, rows_per_bank, cfg.refresh == "windowed",

@@ -41,6 +41,9 @@ class DramTimingConfig(Section):
     refresh_postpone_max: int = Field(8, ge=0, le=64, description="refreshes the controller may postpone (JEDEC: 8)")
     t_wtr_ns: float = Field(**TIME_NS, description="write-to-read bus turnaround (tCWL + burst + tWTR)")
     t_rtw_ns: float = Field(**TIME_NS, description="read-to-write bus turnaround")
+    controller_efficiency: float = Field(1.0, gt=0.1, le=1.0, description=(
+        "bursts the controller issues per burst slot the timing above leaves free (command scheduling, "
+        "arbitration, PHY); a calibration constant where a preset sets it (its source says how it was fitted)"))
 
     @model_validator(mode="before")
     @classmethod
