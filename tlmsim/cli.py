@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep_cli.add_parser(sub, common)
     _study_parser(sub, common)
     _validate_parser(sub, common)
+    _explore_parser(sub, common)
     _compress_parser(sub, common)
     _tiny_parser(sub, common)
     models = sub.add_parser("models", parents=[common], help="list the shipped models (use a name as workload.model)",
@@ -304,6 +305,26 @@ def _validate_parser(sub, common) -> None:
     val.add_argument("--designs", type=Path, help="designs file (default: configs/validation/designs.yaml)")
     val.add_argument("--only", metavar="NAME", help="only the design of this name")
     val.set_defaults(handler=_validate)
+
+
+def _explore_parser(sub, common) -> None:
+    exp = sub.add_parser("explore", parents=[common],
+                         help="co-design: accuracy x speed x silicon x energy on one Pareto front",
+                         description="Explore a design space (configs/explore/*.yaml): every point simulated, "
+                                     "perplexity from a compressed proxy model, infeasible points with their reason; "
+                                     "writes points.csv, pareto.csv and pareto.png to --out (resumable).")
+    exp.add_argument("space", type=Path, help="space file, e.g. configs/explore/flagship.yaml")
+    exp.add_argument("--out", type=Path, help="output folder (default: results/explore/<space file name>)")
+    exp.add_argument("--executor", choices=["local", "dask", "serial"], default="local")
+    exp.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    exp.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
+    exp.set_defaults(handler=_explore)
+
+
+def _explore(args) -> int:
+    from tlmsim.explore_cli import run
+
+    return run(args)
 
 
 def _validate(args) -> int:

@@ -220,3 +220,38 @@ def _axis_label(field: str) -> str:
 def is_number(value) -> bool:
     """True for a finite int/float (plottable x values)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- design-space exploration
+
+
+def pareto_plot(rows: list[dict], paths: Sequence[Path], title: str, proxy: str = "tiny") -> None:
+    """Decode tokens/s vs proxy perplexity: colour J/token, marker size the board's most used
+    resource, the Pareto front ringed and joined, infeasible points faint grey."""
+    fig, ax = plt.subplots(figsize=(9, 6))
+    # Without an accuracy proxy the x axis is energy per token instead.
+    x = "perplexity" if any(is_number(r.get("perplexity")) for r in rows) else "decode_j_per_token"
+    shown = [r for r in rows if is_number(r.get(x)) and is_number(r.get("tokens_per_s"))]
+    ok = [r for r in shown if r.get("feasible")]
+    bad = [r for r in shown if not r.get("feasible")]
+    if bad:
+        ax.scatter([r[x] for r in bad], [r["tokens_per_s"] for r in bad], s=18, color="#b0bec5", alpha=0.4,
+                   label="infeasible (over budget, or a constraint)")
+    if ok:
+        energy = [r.get("decode_j_per_token") if is_number(r.get("decode_j_per_token")) else 0.0 for r in ok]
+        size = [20 + 300 * (r["resource_share"] if is_number(r.get("resource_share")) else 0.2) for r in ok]
+        dots = ax.scatter([r[x] for r in ok], [r["tokens_per_s"] for r in ok], c=energy, s=size,
+                          cmap="viridis", alpha=0.85, edgecolors="none")
+        fig.colorbar(dots, ax=ax, label="decode J/token")
+        front = sorted((r for r in ok if r.get("pareto")), key=lambda r: r[x])
+        ax.plot([r[x] for r in front], [r["tokens_per_s"] for r in front], "-", color="#c62828", lw=1)
+        ax.scatter([r[x] for r in front], [r["tokens_per_s"] for r in front], s=90, facecolors="none",
+                   edgecolors="#c62828", lw=1.2, label="Pareto front (all objectives)")
+    ax.set_xlabel(f"perplexity of the {proxy} proxy model, compressed to the point's format (lower is better)"
+                  if x == "perplexity" else "decode J/token (no accuracy proxy)")
+    ax.set_ylabel("decode throughput of the target model (tokens/s)")
+    ax.set_title(title, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", title="marker size: board's most used resource", title_fontsize=8)
+    fig.tight_layout()
+    _save(fig, paths)

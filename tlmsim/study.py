@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 
+from tlmsim import coupled
 from tlmsim.config import TOKENS, Section, list_to_tuple, load_config
 from tlmsim.engine.errors import ConfigError
 from tlmsim.engine.yamlio import load_yaml_file, short_repr
@@ -25,7 +26,6 @@ from tlmsim.output import atomic_dir, check_out
 from tlmsim.progress import Progress
 from tlmsim.results import with_roles
 from tlmsim.simulate import simulate
-from tlmsim.workloads.formats import parse_format
 from tlmsim.workloads.synthetic import single_linear
 
 # YAML has no tuples: a [out, in] list becomes the tuple (strict mode would refuse it).
@@ -49,17 +49,9 @@ class StudyConfig(Section):
 
 
 def format_overrides(base_cfg, spec: str) -> list[str]:
-    """Rebuild the PE array for ``spec`` keeping its multiplier count (n x lanes)."""
+    """Rebuild the PE array for ``spec`` keeping its multiplier count (n x lanes; tlmsim/coupled.py)."""
     pe = base_cfg.accelerator.pe_array
-    fmt = parse_format(spec)
-    multipliers = pe.n * pe.lanes
-    out = [f"workload.weight_format={spec}"]
-    if fmt.sparse:
-        if multipliers % fmt.n:
-            raise ConfigError(f"{spec}: {multipliers} multipliers per PE cannot be split into groups of {fmt.n}")
-        out += [f"accelerator.pe_array.n={fmt.n}", f"accelerator.pe_array.m={fmt.m}",
-                f"accelerator.pe_array.lanes={multipliers // fmt.n}"]
-    return out
+    return coupled.format_overrides(pe.n, pe.lanes, spec)
 
 
 def run_study(path: Path, out: Path | None = None, progress: Progress | None = None) -> list[dict]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlmsim.config import apply_override, validate_config
+from tlmsim.coupled import COUPLED_FORMAT, format_overrides
 from tlmsim.engine.errors import ConfigError
 from tlmsim.engine.yamlio import read_text_file
 from tlmsim.results import WORKING_ROLES, with_roles
@@ -32,7 +33,12 @@ def point_config(raw: dict, point: dict, source: str = "sweep point"):
     """The validated Config of ``point`` (raises ConfigError naming the field)."""
     cfg = copy.deepcopy(raw)
     for field, value in point.items():
-        apply_override(cfg, f"{field}={json.dumps(value)}")
+        if field != COUPLED_FORMAT:
+            apply_override(cfg, f"{field}={json.dumps(value)}")
+    if COUPLED_FORMAT in point:  # last: the array is rebuilt from its final multipliers per PE
+        pe = cfg.get("accelerator", {}).get("pe_array", {})
+        for item in format_overrides(pe.get("n", 2), pe.get("lanes", 16), str(point[COUPLED_FORMAT])):
+            apply_override(cfg, item)
     cfg["trace"] = dict(NO_TRACE)
     return validate_config(cfg, source=source)
 
@@ -57,8 +63,11 @@ def metrics(result: dict) -> dict:
            "prefill_bound_by": pre["bounding_component"]}
     summary = result.get("summary") or {}
     if result.get("cost"):
+        shares = [v for v in result["cost"]["share_of_board"].values() if v is not None]
         row.update({"what_if": summary.get("what_if", False), "dsp": result["cost"]["total"]["dsp"],
-                    "lut": result["cost"]["total"]["lut"], "decode_j_per_token": summary.get("decode_j_per_token")})
+                    "lut": result["cost"]["total"]["lut"], "decode_j_per_token": summary.get("decode_j_per_token"),
+                    "resource_share": max(shares, default=None),  # the board's most used resource
+                    "over_budget": "; ".join(result["cost"]["over_budget"])})
     dec = result["phases"].get("decode")
     if dec:
         tokens = result["config"]["workload"]["batch"] * dec["steps"]
