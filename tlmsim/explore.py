@@ -42,6 +42,9 @@ from tlmsim.sweep.outputs import write_atomic
 OBJECTIVES = {"decode_tokens_per_s": ("tokens_per_s", "max"), "prefill_ms": ("prefill_ms", "min"),
               "decode_j_per_token": ("decode_j_per_token", "min"), "resource_share": ("resource_share", "min"),
               "perplexity": ("perplexity", "min")}
+# NSGA-II points asked at a time per worker: a batch runs to its slowest point before the next is
+# asked, so small batches leave workers idle (4 per worker: 189 points/min, 16: see docs/explore.md).
+BATCH_PER_WORKER = 16
 ObjectiveName = Literal["decode_tokens_per_s", "prefill_ms", "decode_j_per_token", "resource_share", "perplexity"]
 
 
@@ -241,8 +244,8 @@ def _nsga2(space, spec, folder, run, judged, on_row, jobs) -> None:
         params = {f: json.dumps(row["point"][f]) for f in choices}
         study.add_trial(_trial(optuna, params, distributions, judged(row), space))
     target, asked = min(space.search.trials, spec.total), 0
-    while len(folder.done) < target and asked < 20 * target:
-        batch = [study.ask(distributions) for _ in range(max(2, 2 * jobs))]
+    while len(folder.done) < target and asked < 4 * target:  # a space nearly exhausted: stop asking
+        batch = [study.ask(distributions) for _ in range(BATCH_PER_WORKER * jobs)]
         asked += len(batch)
         points = [{**fixed, **{f: json.loads(t.params[f]) for f in choices}} for t in batch]
         todo = list({point_key(p): p for p in points if point_key(p) not in folder.done}.values())

