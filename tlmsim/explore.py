@@ -29,12 +29,12 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from tlmsim.config import Section
 from tlmsim.coupled import COUPLED_FORMAT
+from tlmsim.engine.configbase import load_model_file
 from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.yamlio import load_yaml_file, short_repr
 from tlmsim.sweep import EXECUTOR_CONTEXTS, SweepFolder, SweepSpec, point_key, prepare
 from tlmsim.sweep.outputs import write_atomic
 
@@ -87,15 +87,7 @@ class Space(Section):
 
 def load_space(path: Path) -> Space:
     """Read and check a space file."""
-    if not path.is_file():
-        raise ConfigError(f"space file {path} not found; see configs/explore/")
-    try:
-        space = Space.model_validate(load_yaml_file(path))
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {field}: {first['msg']} (got {short_repr(first.get('input'))}); "
-                          f"see configs/explore/ for the fields") from None
+    space = load_model_file(path, Space, "space file", "configs/explore/")
     if "perplexity" in space.objectives and space.accuracy.proxy == "none":
         raise ConfigError(f"{path}: objectives: perplexity needs an accuracy proxy; set accuracy.proxy: tiny")
     return space

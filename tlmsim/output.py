@@ -136,3 +136,16 @@ def _replace(tmp: Path, target: Path) -> None:
 def write_json(path: Path, data) -> None:
     """Pretty JSON with a trailing newline."""
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def write_table_dir(out: Path, kind: str, inputs: Iterable[Path | str], stem: str, rows: list[dict],
+                    columns: list[str], markdown: str) -> None:
+    """Create ``out`` with ``<stem>.csv`` (``rows`` in ``columns``) and ``<stem>.md``, all or nothing."""
+    import csv
+
+    with atomic_dir(out, kind, inputs) as tmp:
+        with open(tmp / f"{stem}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        (tmp / f"{stem}.md").write_text(markdown + "\n")

@@ -11,18 +11,16 @@ runs write identical tables.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field
 
 from tlmsim import coupled
 from tlmsim.config import TOKENS, Section, list_to_tuple, load_config
-from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.yamlio import load_yaml_file, short_repr
-from tlmsim.output import atomic_dir, check_out
+from tlmsim.engine.configbase import load_model_file
+from tlmsim.output import check_out, write_table_dir
 from tlmsim.progress import Progress
 from tlmsim.results import with_roles
 from tlmsim.simulate import simulate
@@ -150,16 +148,7 @@ def _add_speedups(rows: list[dict]) -> None:
 
 
 def _load(path: Path) -> StudyConfig:
-    if not path.is_file():
-        raise ConfigError(f"study file {path} not found; see configs/studies/")
-    raw = load_yaml_file(path)  # the config loader's rules: no aliases, duplicate keys, binary
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {field}: {first['msg']} (got {short_repr(first.get('input'))}); "
-                          f"see configs/studies/ for the fields") from None
+    return load_model_file(path, StudyConfig, "study file", "configs/studies/")
 
 
 def markdown(rows: list[dict]) -> str:
@@ -183,12 +172,7 @@ def run_and_write(study_path: Path, out: Path | None = None, quiet: bool = False
     check_out(out, "study", [study_path])  # before the runs, not after
     with Progress("study run", enabled=not quiet) as progress:
         rows = run_study(study_path, points, progress=progress)
-    with atomic_dir(out, "study", [study_path]) as tmp:
-        with open(tmp / "study.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        (tmp / "study.md").write_text(markdown(rows) + "\n")
+    write_table_dir(out, "study", [study_path], "study", rows, list(rows[0]), markdown(rows))
     print(markdown(rows))
     print(f"  study written to {out}/ (study.csv, study.md)")
     if points.is_dir():

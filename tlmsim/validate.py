@@ -10,17 +10,16 @@ written as validation.md and validation.csv to ``--out``.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from tlmsim.config import Section, load_config
+from tlmsim.engine.configbase import load_model_file
 from tlmsim.engine.errors import ConfigError
-from tlmsim.engine.yamlio import load_yaml_file, short_repr
-from tlmsim.output import atomic_dir, check_out
+from tlmsim.output import check_out, write_table_dir
 from tlmsim.progress import Progress
 from tlmsim.simulate import simulate
 
@@ -58,15 +57,7 @@ class Designs(Section):
 
 def load_designs(path: Path = DESIGNS) -> Designs:
     """Read and check the designs file."""
-    if not path.is_file():
-        raise ConfigError(f"designs file {path} not found; see configs/validation/designs.yaml")
-    try:
-        return Designs.model_validate(load_yaml_file(path))
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {field}: {first['msg']} (got {short_repr(first.get('input'))}); "
-                          f"see configs/validation/designs.yaml for the fields") from None
+    return load_model_file(path, Designs, "designs file", "configs/validation/designs.yaml")
 
 
 def validation_rows(path: Path = DESIGNS, only: str | None = None, progress: Progress | None = None) -> list[dict]:
@@ -129,12 +120,7 @@ def run_and_write(out: Path | None, designs: Path = DESIGNS, only: str | None = 
     check_out(out, "validate", [designs])  # before the runs, not after
     with Progress("validation point", enabled=not quiet) as progress:
         rows = validation_rows(designs, only, progress)
-    with atomic_dir(out, "validate", [designs]) as tmp:
-        with open(tmp / "validation.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        (tmp / "validation.md").write_text(markdown(rows) + "\n")
+    write_table_dir(out, "validate", [designs], "validation", rows, COLUMNS, markdown(rows))
     print(markdown(rows))
     print(f"  validation written to {out}/ (validation.csv, validation.md)")
     return 0

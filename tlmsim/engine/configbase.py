@@ -7,9 +7,13 @@ application composes them (tlmsim/config.py). Ranges are keyword arguments of
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tlmsim.engine.errors import ConfigError
+from tlmsim.engine.yamlio import load_yaml_file, short_repr
 
 # Named physical ranges (keyword arguments of Field). Positive quantities exclude a tiny
 # floor rather than 0 alone: above it every derived duration stays finite.
@@ -38,3 +42,21 @@ class Section(Strict):
 def list_to_tuple(value):
     """[first, count] from YAML as the tuple the field holds."""
     return tuple(value) if isinstance(value, list) else value
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_model_file(path: Path, model: type[Model], what: str, see: str) -> Model:
+    """``model`` read from the YAML file ``path`` (a study, space or designs file), or one
+    ConfigError line naming the file, the first bad field and where the fields are described."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found; see {see}")
+    raw = load_yaml_file(path)  # the config loader's rules: no aliases, duplicate keys, binary
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {field}: {first['msg']} (got {short_repr(first.get('input'))}); "
+                          f"see {see} for the fields") from None
