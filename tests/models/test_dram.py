@@ -51,7 +51,8 @@ def test_hbm_streaming_efficiency_is_refresh_bound_and_near_shuhai(ctx):
     # (tRCD 12): efficiency = 1 - 286 / 3900 = 92.67%.
     by_hand = 1 - REFRESH_BLOCK_NS / 3900
     assert achieved == pytest.approx(by_hand, abs=0.002)
-    assert mem.streaming_gbps() == pytest.approx(14.375 * by_hand)
+    whole_ps = (32_000 / 14.375) / 2227  # a burst takes 2227 whole ps, not 2226.09 (docs/memory.md)
+    assert mem.streaming_gbps() == pytest.approx(14.375 * whole_ps * by_hand)
     times = mem.stats.time_ps["test"]
     assert times["overhead:refresh"] / done == pytest.approx(REFRESH_BLOCK_NS / 3900, abs=0.002)
 
@@ -61,16 +62,18 @@ def test_full_u280_hbm_streams_near_the_published_425_gbps(ctx):
     nbytes = 256 * 2**20
     done = _issue(mem, range(0, nbytes, 2**20), 2**20)[-1]
     gbps = nbytes / (done / 1000)
-    # By hand, per pseudo-channel: W ps of data at peak owe W x R / tREFI of refresh (R = tRP +
-    # tRFC + tRCD = 286 ns), of which the controller postpones 8 R past the end of the stream;
-    # paying the rest takes r = (W R - 8 R tREFI) / (tREFI - R) more.
-    data_ps = nbytes / 32 / 14.375 * 1000
+    # By hand, per pseudo-channel: each 32 B burst takes 2227 whole ps and owes 2227 x R / tREFI
+    # of refresh (R = tRP + tRFC + tRCD = 286 ns); the controller postpones the first 8 R, i.e.
+    # the bursts until the debt reaches 8 R tREFI, and then pays 177 ps per burst (2227 x R /
+    # (tREFI - R) = 176.24, rounded up once per burst).
+    bursts = nbytes / 32 / 32
     block = REFRESH_BLOCK_NS
-    refresh_ps = (data_ps * block - 8 * block * 1000 * 3900) / (3900 - block)  # R, tREFI in ns; 8 R in ps
-    assert gbps == pytest.approx(nbytes / ((data_ps + refresh_ps) / 1000), rel=1e-4)  # 428.0 GB/s
+    postponed = 8 * block * 3900 * 1000 / (2227 * block)  # bursts before the cap
+    data_ps, refresh_ps = bursts * 2227, (bursts - postponed) * 177
+    assert gbps == pytest.approx(nbytes / ((data_ps + refresh_ps) / 1000), rel=1e-4)  # 427.6 GB/s
     long_run = 460 * (1 - block / 3900)  # 426.3 GB/s
     assert gbps == pytest.approx(long_run, rel=0.005)
-    assert mem.streaming_gbps() == pytest.approx(long_run)
+    assert mem.streaming_gbps() == pytest.approx(long_run * (32_000 / 14.375) / 2227)  # 426.1 GB/s
     # Shuhai's best sequential read on a U280: 425 GB/s; the model's long-run rate is within 0.3%
     assert abs(long_run / SHUHAI_GBPS - 1) < 0.02
 
@@ -82,7 +85,7 @@ def test_random_64_byte_reads_cost_a_precharge_and_an_activate_each(ctx):
     # reads use different banks and the controller may prepare read i during read i-1's data.
     addrs = [i * (16 * 1024 + 64) for i in range(100)]
     done = _issue(mem, addrs, 64)
-    data = 4453  # 2 bursts x max(2226.09 ps, tCCD_S 2000 ps), rounded up
+    data = 4454  # 2 bursts x max(2226.09 ps, tCCD_S 2000 ps) rounded up to 2227 whole ps
     first = 12_000 + data  # an unused channel: tRCD, nothing to overlap with
     # Every later read finds another row open in its bank (the model counts a bank outside the
     # previous request's window as holding some row once the channel is in use): tRP + tRCD,
@@ -109,8 +112,9 @@ def test_ddr4_streaming_efficiency_is_refresh_bound(ctx):
     mem = _pc(ctx, kind="ddr4", bandwidth_gbps=19.2, burst_bytes=64, capacity_gib=16, dram=DDR4_TIMING)
     nbytes = 32 * 2**20
     done = _issue(mem, range(0, nbytes, 2**16), 2**16)[-1]
-    # one 64 B burst = 3.333 ns = tCCD_S: peak; refresh 350 ns of every 7.8 us
-    assert nbytes / (done / 1000) / 19.2 == pytest.approx(1 - 350 / 7800, abs=0.002)
+    # one 64 B burst = 3.333 ns = tCCD_S: peak; refresh blocks tRP + tRFC + tRCD = 376.64 ns of
+    # every 7.8 us (the last 8 postponed past the end of the stream)
+    assert nbytes / (done / 1000) / 19.2 == pytest.approx(1 - 376.64 / 7800, abs=0.002)
 
 
 def test_ddr4_preset_controller_fills_its_calibrated_share_of_burst_slots(ctx):
@@ -144,7 +148,7 @@ def test_write_after_read_pays_the_turnaround(ctx):
     mem = _pc(ctx)
     read, write = _issue(mem, [0], 1024)[0], _issue(mem, [1024], 1024, Command.WRITE)[0]
     # 1024 B = 32 bursts over the 16 banks of row 0; the write continues in those open rows
-    assert write - read == 18_000 + 71_235  # tRTW + 32 bursts (32 x 2226.09 ps, rounded up)
+    assert write - read == 18_000 + 32 * 2227  # tRTW + 32 bursts of 2227 whole ps
 
 
 def test_postponed_refresh_is_paid_in_idle_time_and_capped_when_busy(ctx):

@@ -3,30 +3,41 @@
 No expected numbers: each example draws a design and checks relations that any sound
 model of it must keep. More of a resource (bandwidth, clock, channels, PE rows, columns
 or lanes, banks, bank size, bank width, decoder rate) never makes a run slower by more
-than 0.1%; a run never beats the memory-bandwidth bound computed independently of the
-event model; every busy/stall fraction lies in [0, 1] and a component's fractions sum to
-at most 1 per phase; steady-state reuse changes nothing.
+than 0.1%, beyond one bus turnaround per KV append (below); a run never beats the
+memory-bandwidth bound computed independently of the event model; every busy/stall
+fraction lies in [0, 1] and a component's fractions sum to at most 1 per phase;
+steady-state reuse changes nothing.
+
+The one physical exception, bounded here by hand: a KV append is a write. When it meets a
+channel busy with weight prefetch it waits for the bus to turn from reads to writes
+(tRTW); a channel that happens to be idle has already turned. More prefetch (a deeper
+buffer) keeps channels busy more often, so each append may pay tRTW once more: 18 ns on
+the U280 preset, 0.02% of a LLaMA-7B decode step, up to 1% of the tiny model's 7 us one.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from tiers import FULL
 
 from tlmsim.config import validate_config
 from tlmsim.engine.errors import ConfigError
 from tlmsim.models.accelerator import Accelerator
+from tlmsim.workloads.formats import parse_format
+from tlmsim.workloads.ops import OpKind
 from tlmsim.workloads.phases import Workload
 
 NOISE = 1e-3  # "never slower" allows 0.1%
 PREFILL, DECODE = 8, 3
-# Per "more hardware" property (two designs each); the invariants test draws twice as many.
-# CI: 9 x 10 x 2 + 20 = 200 designs; TLMSIM_FULL=1: 9 x 16 x 2 + 32 = 320.
-EXAMPLES = 16 if FULL else 10
+# Valid designs per "more hardware" property (two runs each), per format pair and per batch
+# test; the invariants test draws twice as many. CI: 11 x 16 x 2 + 32 = 384 designs;
+# TLMSIM_FULL=1: 11 x 40 x 2 + 80 = 960.
+EXAMPLES = 40 if FULL else 16
 
 
 def _design(draw) -> dict:
@@ -71,9 +82,9 @@ def _config(base: dict, design: dict):
     return validate_config(raw)
 
 
-def _run(cfg, graph, reuse: bool = True) -> Accelerator:
+def _run(cfg, graph, reuse: bool = True, batch: int = 1) -> Accelerator:
     cfg = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"reuse_identical_layers": reuse})})
-    acc = Accelerator(cfg, Workload(graph, 1, PREFILL, DECODE, 16))
+    acc = Accelerator(cfg, Workload(graph, batch, PREFILL, DECODE, 16))
     acc.run()
     return acc
 
@@ -96,20 +107,16 @@ def _valid(base, design):
 SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])
-# Known violations, kept visible (docs/validation.md, "Metamorphic properties"; not strict:
-# the derandomized designs may or may not hit them as the model changes):
-# * more tile slots let the weight DMA queue more prefetch reads at the memory, and a read
-#   the critical path needs (the embedding gather, a KV read) waits behind them in the
-#   channel's FIFO;
-# * the controller cuts weight tiles in multiples of the array's columns, so a wider array
-#   can get other (fewer-row) tiles and a different pipeline.
-KNOWN = {
-    "banks": "more slots queue more weight prefetch ahead of critical-path reads in a FIFO memory",
-    "bank size": "more slots queue more weight prefetch ahead of critical-path reads in a FIFO memory",
-    "cols": "weight tiles are cut in multiples of the array's columns",
-}
-PROPERTIES = [pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=KNOWN[name])) if name in KNOWN
-              else name for name in sorted(MORE)]
+PROPERTIES = sorted(MORE)
+
+
+def _turnaround_allowance(cfg, graph) -> dict[str, int]:
+    """ps per phase that more prefetch may add: one tRTW per KV append (module docstring)."""
+    dram = cfg.memory["hbm"].dram
+    rtw = round(dram.t_rtw_ns * 1000) if dram is not None else 0
+    appends = sum(1 for n in graph.nodes if graph.nodes[n]["kind"] == OpKind.KV_APPEND)
+    steps = {"prefill": 1, "decode": DECODE}
+    return {phase: count * appends * rtw for phase, count in steps.items()}
 
 
 @pytest.mark.parametrize("more", PROPERTIES)
@@ -120,19 +127,19 @@ def test_more_hardware_is_never_slower(flagship_raw, tiny_llama_graph, more, dat
     path, grow = MORE[more]
     bigger = {**design, path: grow(design[path])}
     small, large = _valid(flagship_raw, design), _valid(flagship_raw, bigger)
-    if small is None or large is None:
-        return
+    assume(small is not None and large is not None)  # only valid pairs count as examples
     before, after = _phase_times(_run(small, tiny_llama_graph)), _phase_times(_run(large, tiny_llama_graph))
+    allowance = _turnaround_allowance(small, tiny_llama_graph)
     for phase in before:
-        assert after[phase] <= before[phase] * (1 + NOISE), (more, phase, after[phase] / before[phase], design)
+        assert after[phase] <= before[phase] * (1 + NOISE) + allowance[phase], \
+            (more, phase, after[phase] / before[phase], design)
 
 
 @settings(max_examples=2 * EXAMPLES, **SETTINGS)
 @given(data=st.data())
 def test_fractions_bounds_and_reuse_hold_for_any_design(flagship_raw, tiny_llama_graph, data):
     cfg = _valid(flagship_raw, _design(data.draw))
-    if cfg is None:
-        return
+    assume(cfg is not None)
     acc = _run(cfg, tiny_llama_graph)
     for name, comp in acc.components.items():
         width = comp.cfg.channels if name in acc.memories else 1
@@ -156,3 +163,60 @@ def test_the_designs_are_mostly_valid(flagship_raw):
     assert find(st.data(), lambda d: _valid(flagship_raw, _design(d.draw)) is not None) is not None
     with pytest.raises(ConfigError):
         _config(flagship_raw, {("accelerator", "weight_buffer", "bank_kib"): 10**6})  # beyond the FPGA's URAM
+
+
+# Each N:M format against dense INT4 on the same PE array, built for that N:M (a 2:4 PE
+# cannot run 1:4 weights; and a 1:4 PE has half the multipliers of a 2:4 one for dense
+# work such as the fp16 lm_head, so formats on different PEs compare hardware, not formats).
+SPARSE = ["int4-2:4", "int4-1:4", "int4-2:8", "int4-1:8"]
+
+
+@functools.cache
+def _graph(spec: str):
+    """The tiny LLaMA's layer graph with decoder weights in ``spec`` (lm_head fp16)."""
+    from transformers import LlamaConfig
+
+    from tlmsim.workloads.graph import build_meta_model, extract_layer_graph, layer_index
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=256, max_position_embeddings=512)
+    body, head = parse_format(spec), parse_format("fp16")
+
+    def info(name, out_f, in_f):
+        fmt = body if layer_index(name) is not None else head
+        return fmt.name, fmt.packed_nbytes(out_f, in_f)
+
+    return extract_layer_graph(build_meta_model(cfg), info)
+
+
+def _with_format(design: dict, spec: str, pe_for: str) -> dict:
+    """``design`` running ``spec`` on a PE array built for the N:M pattern of ``pe_for``."""
+    pe, built = ("accelerator", "pe_array"), parse_format(pe_for)
+    return {**design, ("workload", "weight_format"): spec, (*pe, "n"): built.n, (*pe, "m"): built.m}
+
+
+@settings(max_examples=EXAMPLES, **SETTINGS)
+@given(data=st.data())
+def test_a_sparser_format_is_never_slower(flagship_raw, data):
+    sparse = data.draw(st.sampled_from(SPARSE))
+    design = _design(data.draw)
+    dense_cfg = _valid(flagship_raw, _with_format(design, "int4", sparse))
+    sparse_cfg = _valid(flagship_raw, _with_format(design, sparse, sparse))
+    assume(dense_cfg is not None and sparse_cfg is not None)
+    before, after = _phase_times(_run(dense_cfg, _graph("int4"))), _phase_times(_run(sparse_cfg, _graph(sparse)))
+    for phase in before:
+        assert after[phase] <= before[phase] * (1 + NOISE), (sparse, phase, after[phase] / before[phase], design)
+
+
+@settings(max_examples=EXAMPLES, **SETTINGS)
+@given(data=st.data())
+def test_batching_never_lowers_throughput(flagship_raw, tiny_llama_graph, data):
+    cfg = _valid(flagship_raw, _design(data.draw))
+    assume(cfg is not None)
+    try:
+        one, two = _run(cfg, tiny_llama_graph, batch=1), _run(cfg, tiny_llama_graph, batch=2)
+    except ConfigError:  # a batch of two does not fit this design's buffers
+        assume(False)
+    times_one, times_two = _phase_times(one), _phase_times(two)
+    for phase in times_one:  # tokens per second: twice the tokens in the batch-2 run
+        assert times_two[phase] <= 2 * times_one[phase] * (1 + NOISE), (phase, times_two[phase] / times_one[phase])

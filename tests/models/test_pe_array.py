@@ -115,3 +115,23 @@ def test_a_small_op_runs_on_the_sub_array_that_finishes_it_soonest(ctx):
     assert pe.sub_array(fmt, (tile,)) == (1, max(c for c, v in op_cycles.items() if v == best))
     whole = PeArray(ctx, "pe2", cfg.model_copy(update={"map_to_sub_array": False}), 250, decoder_latency_cycles=0)
     assert whole.sub_array(fmt, (tile,)) == (1, 128)
+
+
+def test_the_sub_array_choice_counts_what_the_operand_path_can_deliver(ctx):
+    """The same 1 x 128 array and tile, but its operand path needs 100 cycles a tile (a narrow
+    bank port): a sub-array that computes the tile in fewer cycles gains nothing, so the
+    fewest columns that keep up (11: 12 passes x 8 beats = 96) win on skew: 100 + 10 cycles,
+    against 100 + 31 on the 32 columns that compute fastest (4 passes, 32 cycles)."""
+    cfg = PeArrayConfig(rows=1, cols=128, n=2, m=4, lanes=2)
+    fmt = parse_format("int4-2:4")
+    tile = Tile(1, 1, 64, 128, 0, 0, 128 * 32)
+    supply_cycles = 100
+    plain = PeArray(ctx, "pe", cfg, 250, decoder_latency_cycles=0)
+    fed = PeArray(ctx, "pe2", cfg, 250, decoder_latency_cycles=0,
+                  supply_ps={Operands.WEIGHTS: lambda t: supply_cycles * 4000})  # 4 ns a cycle at 250 MHz
+    # Hand count per c columns: a tile takes max(passes x 8 beats, 100) cycles, then c - 1 of skew.
+    per_c = {c: max(-(-128 // c) * 8, supply_cycles) + c - 1 for c in range(1, 129)}
+    best = min(per_c.values())
+    assert best == per_c[11] == 100 + 10  # 12 passes x 8 = 96 <= 100 first at c = 11
+    assert fed.sub_array(fmt, (tile,)) == (1, 11)
+    assert plain.sub_array(fmt, (tile,)) == (1, 32)  # without the supply floor: compute alone

@@ -66,11 +66,13 @@ def test_reuse_changes_no_result(name):
 def test_flagship_decode_skips_layers_and_lm_head_tiles():
     _, acc = _run([], True)
     reuse = acc.reuse
-    # Every step (the prefill and 4 decode steps) simulates layers 0-2 and skips 29; in the
-    # decode steps the fp16 lm_head's 250 tiles of 1 MiB repeat once the weight buffer's 18
+    # The prefill simulates layers 0-2 and skips 29. A decode step's channels settle within a
+    # few layers (a tensor's last partial interleave round lands on the low channels, which
+    # then run at most the 2 KiB stream skew ahead): it simulates up to 6 layers and skips the
+    # rest. The fp16 lm_head's 250 tiles of 1 MiB repeat once the weight buffer's 18
     # prefetched tiles have drained to the memory's pace: at most a few checkpoints (every 16
     # tiles) in, and the DMA holds up to 18 tiles that are not skipped.
-    assert reuse.layers_skipped == 5 * 29
+    assert reuse.layers_skipped >= 29 + 4 * 26
     assert reuse.tiles_skipped > 4 * (250 - 18 - 2 * 16)
     step = acc.steps[-1]
     spans = [(op.start_ps, op.end_ps) for op in step.ops if op.name.endswith("mlp.down_proj")]
@@ -82,12 +84,15 @@ def test_flagship_decode_skips_layers_and_lm_head_tiles():
     assert len(periods) == 1
 
 
-def test_windowed_refresh_is_never_periodic_so_nothing_is_skipped():
-    # Fixed refresh windows make the absolute time part of the state.
+def test_windowed_refresh_is_reused_only_where_the_refresh_phase_repeats():
+    # Fixed refresh windows make the absolute time (modulo tREFI) part of the state: a period
+    # is skipped only if it is a whole number of refresh intervals (a busy stream pushed past
+    # each window locks to them), and the result is the same as without reuse.
     override = ["memory.hbm.dram.refresh=windowed"]
     with_reuse, acc = _run(override, True)
     without, _ = _run(override, False)
-    assert acc.reuse.layers_skipped == 0 and acc.reuse.tiles_skipped == 0
+    refi = acc.memories["hbm"].timing.refi
+    assert all(skip.period_ps % refi == 0 for skip in acc.reuse.engine.skips)
     assert with_reuse == without
 
 
@@ -102,7 +107,7 @@ def test_traced_steps_are_reused_with_identical_traces():
         return result, slices, counters, acc.reuse.layers_skipped
 
     with_reuse, without = trace(True), trace(False)
-    assert with_reuse[3] == 5 * 29 and without[3] == 0  # every step skips layers, traced or not
+    assert with_reuse[3] >= 29 + 4 * 26 and without[3] == 0  # every step skips layers, traced or not
     assert with_reuse[0] == without[0]
     assert len(with_reuse[1]) == len(without[1]) > 10_000
     assert with_reuse[1] == without[1]

@@ -23,6 +23,7 @@ class Transaction:
     stream: str  # initiator / purpose tag, e.g. "weights", "kv", "act"
     label: str  # what it is for (layer name), shown in traces
     issue_ps: int
+    qos: int = 0  # AXI4 AxQOS: a target that arbitrates by QoS serves a higher value first
 
     def __post_init__(self) -> None:
         if self.nbytes <= 0:

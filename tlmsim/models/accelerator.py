@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # the composed config is the application's; components only r
     from tlmsim.config import Config
 
 
+PREFETCH_QOS, DEMAND_QOS = 0, 1  # AXI QoS of each kind of memory traffic (MemoryConfig.arbitration)
+
+
 class FpgaConfig(Section):
     """Device totals used to check that on-chip buffers fit (AMD DS963 for the U280)."""
 
@@ -80,12 +83,18 @@ class Accelerator:
         ctx.enter_phase(self.program.steps[0].phase)
         ctx.tracer.enabled = Controller.traced(self.cfg, self.program.steps[0])
         names = list(self.memories)
-        self.weight_dma = Dma(ctx, "weight_dma", names, self.program.weight_descriptors())
-        self.kv_dma = Dma(ctx, "kv_dma", names, self.program.kv_descriptors())
+        # AXI QoS: weight reads are bulk prefetch (the DMA runs ahead of the PEs by up to a whole
+        # buffer); KV reads, embedding gathers and KV appends are what the next op waits for.
+        self.weight_dma = Dma(ctx, "weight_dma", names, self.program.weight_descriptors(), qos=PREFETCH_QOS)
+        self.kv_dma = Dma(ctx, "kv_dma", names, self.program.kv_descriptors(), qos=DEMAND_QOS)
+        weights, kv, decoder = self.weight_buffer, self.kv_buffer, self.decoder
+        supply = {Operands.WEIGHTS: lambda t: max(weights.drain_ps(t.nbytes), decoder.decode_ps(t.stored_weights)),
+                  Operands.KV: lambda t: kv.drain_ps(t.nbytes)}  # what each operand path delivers at best
         self.pe_array = PeArray(ctx, "pe_array", acc.pe_array, acc.clock_mhz, acc.decoder.latency_cycles,
-                                on_tile_start=self._tile_start)
+                                on_tile_start=self._tile_start, supply_ps=supply)
         self.vector_unit = VectorUnit(ctx, "vector_unit", acc.vector_unit, acc.clock_mhz)
-        self.controller = Controller(ctx, "controller", self.program, names, self._step_done, self._layer_start)
+        self.controller = Controller(ctx, "controller", self.program, names, self._step_done, self._layer_start,
+                                     qos=DEMAND_QOS)
         self._wire()
         self.reuse = SteadyStateReuse(ctx, self.program, self.placement, self.cfg.simulation.reuse_identical_layers)
 

@@ -125,6 +125,17 @@ class TileData:
     read_ps: int
 
 
+@dataclass(frozen=True)
+class Filled:
+    """A tile handed to a slot: its data arrives when ``arrival`` fires (the memory's
+    ``Response``); the bank's write port takes it from ``handed_ps`` on."""
+
+    arrival: simpy.Event
+    handed_ps: int
+    nbytes: int
+    bank: int
+
+
 class BankedBuffer(Component):
     """``banks`` banks of ``tiles_per_bank`` tile slots; 2 banks of one tile: ping-pong.
 
@@ -144,11 +155,11 @@ class BankedBuffer(Component):
         self.clock_mhz = clock_mhz  # the fabric clock of the bank ports; None = ports not modelled
         self.bank_bytes, self.tile_bytes = cfg.bank_bytes, cfg.tile_bytes
         self.free = cfg.banks * cfg.tiles_per_bank  # tile slots neither reserved nor holding data
-        self.filled: deque[tuple[simpy.Event, int, int]] = deque()  # (arrival, written by ps, bytes) in order
+        self.filled: deque[Filled] = deque()  # tiles handed to a slot, in order
         self._producer: simpy.Event | None = None  # fires when a slot is released
         self._consumer: simpy.Event | None = None  # fires when a tile is filled
-        self.taking: tuple[simpy.Event, int, int] | None = None  # the tile the consumer waits for
-        self.write_free = [0] * cfg.banks  # when each bank's write port has written its last tile
+        self.taking: Filled | None = None  # the tile the consumer waits for
+        self.write_free = [0] * cfg.banks  # when each bank's write port has written its last tile taken
         self.next_bank = 0  # the bank the next tile goes to
         self.reading: tuple[int, int, str] | None = None  # (start, ps, label) of the tile streaming out
         self.write_port = TargetPort(name, BankAccess, self._serve_producer, self._notify_producer)
@@ -189,9 +200,7 @@ class BankedBuffer(Component):
         if nbytes > self.tile_bytes:
             raise ValueError(f"{self.name}: tile of {nbytes} B exceeds a tile slot of {self.tile_bytes} B")
         bank, self.next_bank = self.next_bank, (self.next_bank + 1) % self.cfg.banks
-        written = max(self.env.now, self.write_free[bank]) + self.fill_ps(nbytes)
-        written = self.write_free[bank] = max(written, _response(arrival).done_ps)
-        self.filled.append((arrival, written, nbytes))
+        self.filled.append(Filled(arrival, self.env.now, nbytes, bank))
         self._trace_occupancy()
         if self._consumer is not None:
             waiting, self._consumer = self._consumer, None
@@ -203,8 +212,12 @@ class BankedBuffer(Component):
             self._consumer = self.env.event()
             yield self._consumer
         tile = self.taking = self.filled.popleft()
-        arrival, written, nbytes = tile
-        yield arrival
+        yield tile.arrival
+        # Tiles are taken in the order they were filled, so the bank's previous tile is written:
+        # its write port took this one no sooner than it was handed over and the port was free.
+        nbytes, bank = tile.nbytes, tile.bank
+        port_done = max(tile.handed_ps, self.write_free[bank]) + self.fill_ps(nbytes)
+        written = self.write_free[bank] = max(port_done, _response(tile.arrival).done_ps)
         if written > self.env.now:  # the write port is slower than the memory
             yield self.env.timeout(written - self.env.now)
         self.taking = None
@@ -246,11 +259,21 @@ class BankedBuffer(Component):
         port is still busy, starting from the bank the next tile goes to (banks are alike)."""
         banks = self.cfg.banks
         return (self.free, self._producer is not None, self._consumer is not None,
-                tuple(_tile_state(tile, frame) for tile in self.filled),
-                None if self.taking is None else _tile_state(self.taking, frame),
+                tuple(self._tile_state(tile, frame) for tile in self.filled),
+                None if self.taking is None else self._tile_state(self.taking, frame),
                 None if self.reading is None else (frame.time(self.reading[0]), self.reading[1],
                                                    frame.name(self.reading[2])),
                 tuple(max(0, self.write_free[(self.next_bank + i) % banks] - frame.now) for i in range(banks)))
+
+    def _tile_state(self, tile: Filled, frame: Frame) -> tuple:
+        """A handed-over tile relative to the boundary: whether its data is in and when (times
+        before the boundary as 0: they no longer matter), when its write port could be done at
+        the earliest, its size and its bank counted from the next one to fill."""
+        now = frame.now
+        arrived = tile.arrival.processed
+        data = max(_response(tile.arrival).done_ps - now, 0) if arrived else None
+        port = max(tile.handed_ps + self.fill_ps(tile.nbytes) - now, 0)
+        return arrived, data, port, tile.nbytes, (tile.bank - self.next_bank) % self.cfg.banks
 
     def _trace_occupancy(self) -> None:
         if self.ctx.tracer.enabled:
@@ -258,20 +281,13 @@ class BankedBuffer(Component):
 
 
 def _response(arrival: simpy.Event) -> Response:
-    """The memory's response a tile's arrival carries (a timeout's value is known when it is
-    scheduled)."""
+    """The memory's response a tile's arrival carries (once it has fired)."""
     response = arrival.value
     if not isinstance(response, Response):
         raise TypeError(f"a buffer tile's arrival carries {type(response).__name__}, not a memory Response")
     return response
 
 
-def _tile_state(tile: tuple[simpy.Event, int, int], frame: Frame):
-    """When a tile is in its bank, relative to the boundary ("in" once it is), and its size."""
-    arrival, written, nbytes = tile
-    if arrival.processed and written <= frame.now:
-        return "in", nbytes
-    return frame.time(written), nbytes
 
 
 def _expect(access: BankAccess, command: BankCommand, name: str) -> None:

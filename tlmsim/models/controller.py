@@ -35,12 +35,14 @@ class Controller(Component):
     role = "control"
     REUSE_STATE = ("activity", "since", "current", "memory_ops")
     WIRING = ("program", "pe_port", "vector_port", "completions", "ports", "on_step_done", "on_layer_start",
-              "_handlers")
+              "_handlers", "qos")
 
     def __init__(self, ctx: SimContext, name: str, program: Program, memories: list[str], on_step_done=None,
-                 on_layer_start=None):
+                 on_layer_start=None, qos: int = 0):
+        """``qos``: the AXI QoS of the embedding gathers and KV appends (see ``Transaction.qos``)."""
         super().__init__(ctx, name)
         self.program = program
+        self.qos = qos
         self.pe_port = QueuePort(name, PeCommand)
         self.vector_port = QueuePort(name, VectorCommand)
         self.completions = TargetPort(name, Completion, nb_handler=self._completed)
@@ -142,7 +144,7 @@ class Controller(Component):
 
     def _memory_op(self, st: OpState, command: Command, nbytes: int, offset: int):
         region = self.program.placement[st.op.operand_tensor]
-        txn = Transaction(command, region.addr + offset, nbytes, self.name, st.op.name, self.env.now)
+        txn = Transaction(command, region.addr + offset, nbytes, self.name, st.op.name, self.env.now, self.qos)
         self.memory_ops.append(st)
         yield from self.ports[region.memory].transport(txn)
         self.memory_ops.remove(st)

@@ -41,10 +41,13 @@ class Dma(Component):
     role = "transfer"
     # ``descriptors`` is read in order: where the chain goes on from is ``current``.
     REUSE_STATE = ("descriptors", "current", "activity", "since", "in_flight", "busy_since", "idle_since")
-    WIRING = ("ports", "buffer_port")
+    WIRING = ("ports", "buffer_port", "qos")
 
-    def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], descriptors: Iterable[Descriptor]):
+    def __init__(self, ctx: SimContext, name: str, memories: Iterable[str], descriptors: Iterable[Descriptor],
+                 qos: int = 0):
+        """``qos``: the AXI QoS of this DMA's reads (a memory arbitrating by QoS serves higher first)."""
         super().__init__(ctx, name)
+        self.qos = qos
         self.ports = {mem: InitiatorPort(name, Transaction) for mem in memories}
         self.buffer_port = InitiatorPort(name, BankAccess)
         self.descriptors = descriptors
@@ -88,7 +91,7 @@ class Dma(Component):
     def _read(self, desc: Descriptor) -> simpy.Event:
         """Issue the read; the returned event fires with the memory's response when the data is in."""
         self._begin()
-        txn = Transaction(Command.READ, desc.addr, desc.nbytes, self.name, desc.label, self.env.now)
+        txn = Transaction(Command.READ, desc.addr, desc.nbytes, self.name, desc.label, self.env.now, self.qos)
         self.stats.add_count(self.ctx.phase, "bytes", desc.nbytes)
         arrived = self.ports[desc.memory].request(txn)
         arrived.callbacks.append(self._end)

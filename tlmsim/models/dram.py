@@ -60,7 +60,7 @@ class DramTiming:
 
     burst_bytes: int
     burst_ps: float  # one burst at peak bandwidth
-    col_ps: float  # one burst on the bus: max(burst, tCCD of the mapping)
+    col_ps: float  # one burst on the bus: max(burst, tCCD of the mapping); whole ps (rounded up) with timing
     rcd: int
     rp: int
     rc: int
@@ -86,7 +86,9 @@ class DramTiming:
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
         refresh = ns_to_ps(cfg.refresh_block_ns)
-        col_ps = max(burst_ps, ccd * PS_PER_NS) / cfg.controller_efficiency
+        # Whole ps per burst (at most 1 ps slower than the exact rate): channel time is then
+        # additive, the same for the same bursts however requests split them.
+        col_ps = math.ceil(max(burst_ps, ccd * PS_PER_NS) / cfg.controller_efficiency - 1e-6)
         return cls(burst_bytes, burst_ps, col_ps, ns_to_ps(cfg.t_rcd_ns), ns_to_ps(cfg.t_rp_ns),
                    ns_to_ps(cfg.t_rc_ns), ns_to_ps(max(cfg.t_rrd_s_ns, cfg.t_faw_ns / 4)), ns_to_ps(cfg.t_refi_ns),
                    refresh, ns_to_ps(cfg.t_wtr_ns), ns_to_ps(cfg.t_rtw_ns), cfg.banks, cfg.row_bytes,
@@ -115,6 +117,13 @@ class DramTiming:
         refreshing = 1 - self.rfc / self.refi if self.refi and refresh else 1.0
         return bursts_per_row * self.burst_ps / per_row * refreshing
 
+    def resume_ps(self, write: bool) -> tuple[int, int]:
+        """(row, turnaround) ps a stream pays to go on after another request cut in on its
+        channel: its row re-opened (tRP + tRCD) and, after a write, the bus turned back (tWTR)."""
+        if self.ideal:
+            return 0, 0
+        return self.rp + self.rcd, self.wtr if write else 0
+
     def postponable_refresh_ps(self) -> int:
         """Refresh time a busy channel may still owe at the end of a transfer."""
         return self.refresh_debt_cap // self.refi if self.refi and not self.windowed_refresh else 0
@@ -125,6 +134,7 @@ class DramTiming:
 # previous request's tail, one chunk per bank); a bank outside the window holds some other
 # row once the channel has been used (exact when requests cover all banks, as tiles do).
 IDLE = (-1, 0, -1, 0, False, False)
+
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,7 @@ class DramChannels(Stateful):
     state: ``Memory.boundary_state`` serializes it)."""
 
     REUSE_STATE = ("free", "state", "debt")
-    WIRING = ("t", "span", "period", "horizon")
+    WIRING = ("t", "span", "period", "horizon", "refresh_per_col")
     CACHES = ("_costs", "_served")
 
     def __init__(self, timing: DramTiming, channels: int):
@@ -152,6 +162,8 @@ class DramChannels(Stateful):
         self.free = [0] * channels
         self.state = [IDLE] * channels
         self.debt = [0] * channels  # postponed refresh owed (ps x tREFI), see _postponed_refresh
+        t = timing
+        self.refresh_per_col = ceil_div(t.col_ps * t.rfc, t.refi - t.rfc) if t.refi else 0  # at the cap
         self.span = timing.banks * (timing.row_bytes // timing.burst_bytes)  # bursts per row index
         # Costs repeat at this period of the local address (whole rows over all banks).
         self.period = (timing.banks * timing.row_bytes if timing.mapping != "bank_row_column"
@@ -257,7 +269,7 @@ class DramChannels(Stateful):
         elif t.windowed_refresh:
             refresh = self._refresh(begin, work)
         else:
-            refresh, debt = self._postponed_refresh(debt, max(now - busy_until, 0), work)
+            refresh, debt = self._postponed_refresh(debt, max(now - busy_until, 0), work, cost.col)
         window = 1 if t.mapping == "bank_row_column" else min(final - first + 1, t.banks)
         after = (final, window, self.bank_row(final)[0], cost.col, write, True) if not t.ideal else st
         parts = (cost.data, cost.col - cost.data, cost.stream - cost.col + row, turn, refresh)
@@ -286,9 +298,9 @@ class DramChannels(Stateful):
         t = self.t
         bursts = (start + nbytes - 1) // t.burst_bytes - start // t.burst_bytes + 1
         data = math.ceil(bursts * t.burst_ps - 1e-6)
-        col = math.ceil(bursts * t.col_ps - 1e-6)
-        if t.ideal:
-            return RangeCost(data, col, col, 0, 0, 0)
+        if t.ideal:  # the data-sheet peak exactly (fractional ps per burst), rounded once per share
+            return RangeCost(data, data, data, 0, 0, 0)
+        col = bursts * t.col_ps
         last_chunk, window, last_bank, last_col, last_write, used = st
         final = (start + nbytes - 1) // t.chunk_bytes
         seen = min(final - first + 1, t.banks)  # only these chunks can find their row open
@@ -347,18 +359,24 @@ class DramChannels(Stateful):
         tail = min(last - s_last * self.span + 1, t.banks)
         return head + tail + (s_last - s_first - 1) * t.banks
 
-    def _postponed_refresh(self, debt: int, idle: int, work: int) -> tuple[int, int]:
-        """(refresh ps spent, debt after) of ``work`` ps of channel time after ``idle`` ps idle.
+    def _postponed_refresh(self, debt: int, idle: int, work: int, col: int) -> tuple[int, int]:
+        """(refresh ps spent, debt after) of ``work`` ps of channel time (``col`` of it bursts)
+        after ``idle`` ps idle.
 
         Debt accrues at tRFC per tREFI of elapsed time and is paid at full rate while the
         channel refreshes; idle time refreshes for free. Once the debt reaches the postponement
         cap the channel must refresh: the smallest r with debt + (work + r) tRFC - r tREFI <= cap.
+        A channel already at the cap pays it per burst (``refresh_per_col``) and per ps of the
+        rest, rounded up separately, so the same bursts cost the same however requests split them.
         """
         refi, rfc, cap = self.t.refi, self.t.rfc, self.t.refresh_debt_cap
         debt = max(debt - idle * (refi - rfc), 0)
         excess = debt + work * rfc - cap
         if excess <= 0:
             return 0, debt + work * rfc
+        if debt >= cap:  # streaming at the cap
+            bursts = col // self.t.col_ps if self.t.col_ps else 0
+            return bursts * self.refresh_per_col + ceil_div((work - col) * rfc, refi - rfc), cap
         # Refresh is spent in whole ps; the part of the last ps beyond the debt is not credited,
         # so a channel that streams at the cap stays exactly at it (its state repeats).
         return ceil_div(excess, refi - rfc), cap

@@ -104,7 +104,7 @@ class Routes:
 class HbmSwitch(Stateful):
     """When each used port and lateral link is next free (part of ``Memory``'s reuse state)."""
 
-    REUSE_STATE = ("port_free", "link_free")
+    REUSE_STATE = ("port_free", "link_free", "port_first", "link_first")
     WIRING = ("cfg", "routes", "port_gbps", "link_gbps", "one_to_one", "can_bind")
 
     def __init__(self, cfg: HbmSwitchConfig, channels: int, demand: range, channel_gbps: float,
@@ -123,31 +123,50 @@ class HbmSwitch(Stateful):
         self.can_bind = not (self.one_to_one and self.port_gbps >= channel_peak_gbps)
         self.port_free = [0] * channels
         self.link_free = [0] * self.routes.link_count
+        self.port_first = [0] * channels  # when each port's higher-QoS work ends
+        self.link_first = [0] * self.routes.link_count
 
-    def through(self, shares: list[tuple[int, int, int]], now: int) -> int:
-        """Reserve the ports and links for (channel, local start, bytes) shares; returns the end."""
-        last = now
+    def through(self, shares: list[tuple[int, int, int]], now: int, first: bool = False,
+                ends: dict | None = None, cut_ins: list | None = None) -> int:
+        """Reserve the ports and links for (channel, local start, bytes) shares; returns the end.
+
+        In issue order unless ``first`` (a higher-QoS request): then a resource's transfer
+        goes behind the higher-QoS work there and ahead of the lower-QoS work queued, which is
+        pushed back; ``cut_ins`` gets (resource, begin, push) of each such overtaking. ``ends``,
+        if given, gets each resource's end (``("port", i)`` or ``("link", i)``)."""
         if not self.can_bind:
-            return last
+            return now
         if self.one_to_one:  # each channel through its own, slower port
-            free, gbps = self.port_free, self.port_gbps
+            loads = [(("port", ch), ch, nbytes, self.port_free, self.port_first, self.port_gbps)
+                     for ch, _, nbytes in shares]
+        else:
+            ports: dict[int, float] = {}
+            links: dict[int, float] = {}
             for ch, _, nbytes in shares:
-                begin = free[ch] if free[ch] > now else now
-                free[ch] = end = begin + transfer_ps(nbytes, gbps)
-                last = end if end > last else last
-            return last
-        ports: dict[int, float] = {}
-        links: dict[int, float] = {}
-        for ch, _, nbytes in shares:
-            for port, share in self.routes.ports[ch]:
-                ports[port] = ports.get(port, 0.0) + nbytes * share
-            for link, share in self.routes.links[ch]:
-                links[link] = links.get(link, 0.0) + nbytes * share
-        for load, free, gbps in ((ports, self.port_free, self.port_gbps), (links, self.link_free, self.link_gbps)):
-            for i, nbytes in sorted(load.items()):
+                for port, share in self.routes.ports[ch]:
+                    ports[port] = ports.get(port, 0.0) + nbytes * share
+                for link, share in self.routes.links[ch]:
+                    links[link] = links.get(link, 0.0) + nbytes * share
+            loads = [(("port", i), i, nbytes, self.port_free, self.port_first, self.port_gbps)
+                     for i, nbytes in sorted(ports.items())]
+            loads += [(("link", i), i, nbytes, self.link_free, self.link_first, self.link_gbps)
+                      for i, nbytes in sorted(links.items())]
+        last = now
+        for key, i, nbytes, free, higher, gbps in loads:
+            time = transfer_ps(nbytes, gbps)
+            if first and free[i] > max(now, higher[i]):  # lower-QoS work queued: go ahead of it
+                begin = max(now, higher[i])
+                end = higher[i] = begin + time
+                free[i] += time
+                cut_ins.append((key, begin, time))
+            else:
                 begin = free[i] if free[i] > now else now
-                free[i] = end = begin + transfer_ps(nbytes, gbps)
-                last = end if end > last else last
+                free[i] = end = begin + time
+                if first:
+                    higher[i] = end
+            if ends is not None:
+                ends[key] = end
+            last = end if end > last else last
         return last
 
     def sustained_share(self, channels: range, channel_gbps: float) -> float:
@@ -155,11 +174,12 @@ class HbmSwitch(Stateful):
         return self.routes.sustained_share(channels, channel_gbps, self.port_gbps, self.link_gbps)
 
     def boundary_state(self, frame: Frame) -> tuple:
-        """Time until each port and link is free (0 once free: a free resource has no past)."""
+        """Time until each port and link is free, and free of higher-QoS work (0 once free: a
+        free resource has no past)."""
         if not self.can_bind:
             return ()
-        return tuple(max(f - frame.now, 0) for f in self.port_free), \
-            tuple(max(f - frame.now, 0) for f in self.link_free)
+        return tuple(tuple(max(f - frame.now, 0) for f in times)
+                     for times in (self.port_free, self.link_free, self.port_first, self.link_first))
 
 
 def used_ports(channels: int, ports_used: int) -> list[int]:

@@ -11,6 +11,14 @@ channel is served from another mini-switch, through shared lateral connections a
 port's rate, paying extra latency per crossing. The request completes ``latency_ns`` (+ switch latency) after
 its last channel finished: one SimPy timeout per request, O(channels) numpy arithmetic.
 
+Arbitration (``arbitration``): with ``qos`` (default) KV reads, embedding gathers and KV
+appends cut ahead of queued bulk weight prefetch on each channel, port and link, and the
+overtaken stream ends later by as much (tlmsim/models/arbitration.py); so a deeper prefetch
+never delays what the next op waits for. With ``fifo`` every channel serves in issue order.
+A channel runs a bulk read at most ``stream_skew_kib`` ahead of that read's slowest channel
+(the DMA walks its addresses in order): the channels of one stream stay together, so a
+decoder layer's channel state repeats layer after layer, which exact reuse needs.
+
 Per-channel efficiency lands in ``stats``: "busy" is data at peak bandwidth (achieved /
 peak), "overhead:<reason>" the time lost to refresh, row misses, turnaround, bank-group
 spacing and the switch; the rest of the channel time is idle.
@@ -19,8 +27,10 @@ spacing and the switch; the rest of the channel time is idle.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Annotated, Literal
 
+import simpy
 from pydantic import BeforeValidator, Field, model_validator
 
 from tlmsim.engine.component import Component, SimContext
@@ -29,6 +39,7 @@ from tlmsim.engine.payload import Command, Response, Transaction
 from tlmsim.engine.ports import TargetPort
 from tlmsim.engine.protocol import Frame, RepeatUnit
 from tlmsim.engine.timebase import ns_to_ps, transfer_ps
+from tlmsim.models.arbitration import QosArbiter, QueuedRead
 from tlmsim.models.dram import STATES, DramChannels, DramTiming
 from tlmsim.models.dram_config import DramTimingConfig
 from tlmsim.models.hbm_switch import HbmSwitch, HbmSwitchConfig
@@ -56,6 +67,13 @@ class MemoryConfig(Section):
                               "capacity/channels slice, so a tensor sits in one channel; range: interleave "
                               "over channel_range")
     channel_range: ChannelRange | None = Field(None, description="(first channel, count) for 'range'")
+    stream_skew_kib: float | None = Field(
+        2, ge=0, le=2**20, description="how far one channel of a bulk (lowest-QoS) read may run ahead of the "
+        "slowest channel of that read: the DMA walks its addresses in order and each port queues this much "
+        "ahead (4 AXI bursts of 512 B); None: channels run independently")
+    arbitration: Literal["qos", "fifo"] = Field(
+        "qos", description="qos: a request cuts ahead of lower-QoS work queued on each of its channels (bulk "
+                           "weight prefetch never delays a KV read or gather); fifo: every channel in issue order")
 
     @property
     def capacity_bytes(self) -> int:
@@ -84,10 +102,11 @@ class Memory(Component):
     """All channels of one memory, reachable through one target port."""
 
     role = "memory"
-    REUSE_STATE = ("dram", "switch", "last_label")
-    WIRING = ("cfg", "channel_gbps", "latency_ps", "first_channel", "spread", "granule", "channel_bytes", "timing",
+    REUSE_STATE = ("dram", "switch", "last_label", "arbiter")
+    WIRING = ("cfg", "skew_ps", "channel_gbps", "latency_ps", "first_channel", "spread", "granule", "channel_bytes",
+              "timing",
               "hops", "hop_ps", "any_lateral", "target")
-    CACHES = ("_streaming", "_splits", "_tables")
+    CACHES = ("_streaming", "_splits", "_tables", "_switch_ends")
 
     def __init__(self, ctx: SimContext, name: str, cfg: MemoryConfig, kernel_clock_mhz: float | None = None):
         """``kernel_clock_mhz``: the clock of the accelerator's AXI masters (the builder passes
@@ -100,9 +119,13 @@ class Memory(Component):
         self.granule = cfg.capacity_bytes // cfg.channels if cfg.placement_channels == "one" else cfg.interleave_bytes
         self.channel_bytes = cfg.capacity_bytes // cfg.channels
         self.timing = DramTiming.build(cfg.dram, cfg.burst_bytes, self.channel_gbps, self.channel_bytes)
+        skew = cfg.stream_skew_kib
+        self.skew_ps = None if skew is None else transfer_ps(round(skew * 1024), self.channel_gbps)
         self.dram = DramChannels(self.timing, cfg.channels)
         self._build_switch(kernel_clock_mhz)
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
+        self.arbiter = QosArbiter(self.dram, self.timing, cfg.channels)  # ``arbitration: qos``
+        self._switch_ends: dict = {}  # scratch: the switch resources the request being scheduled ends on
         self._streaming: dict[bool, float] = {}
         self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         self._tables: dict[str, tuple[list[int], list[int]]] = {}  # phase -> its two arrays in stats
@@ -127,26 +150,53 @@ class Memory(Component):
         response = yield self.request(txn)
         return response.done_ps
 
-    def request(self, txn: Transaction):
+    def request(self, txn: Transaction) -> simpy.Event:
         """Non-blocking transport: reserve the channels now; the returned event fires at
-        completion with the ``Response`` (already known: one event per request)."""
+        completion with the ``Response``."""
         if txn.addr + txn.nbytes > self.addressable_bytes:
             raise ValueError(f"{self.name}: access [{txn.addr}, {txn.addr + txn.nbytes}) beyond capacity "
                              f"({self.addressable_bytes} B reachable)")
         start = self.env.now
+        self._switch_ends.clear()
         done = self.schedule(txn)
         self.stats.add_count(self.ctx.phase, f"{txn.command.value}_bytes", txn.nbytes)
-        if self.ctx.tracer.enabled:
-            self.ctx.tracer.slice(self.name, "busy", txn.label, start, done, bytes=txn.nbytes,
-                                  command=txn.command.value, stream=txn.stream, data_ps=self._data_window(txn, done))
+        if self.cfg.arbitration == "qos" and txn.qos == 0:  # may still be overtaken: completes when it is due
+            return self._track(txn, start, done)
+        self._trace(txn, start, done)
         return self.env.timeout(done - start, value=Response(txn, done))
 
-    def _data_window(self, txn: Transaction, done: int) -> list[int]:
+    def _trace(self, txn: Transaction, start: int, done: int, traced: bool | None = None) -> None:
+        if self.ctx.tracer.enabled if traced is None else traced:
+            self.ctx.tracer.slice(self.name, "busy", txn.label, start, done, bytes=txn.nbytes,
+                                  command=txn.command.value, stream=txn.stream,
+                                  data_ps=self._data_window(txn, start, done))
+
+    def _track(self, txn: Transaction, start: int, done: int) -> simpy.Event:
+        """Track a lowest-QoS request until it is due (cut-ins may move that later)."""
+        shares = self.split_local(txn.addr, txn.nbytes)
+        ends = {ch: self.dram.free[ch] for ch, _, _ in shares}
+        ends.update(self._switch_ends)  # the ports and links it went through (filled by ``schedule``)
+        read = QueuedRead(txn, start, done, ends, done - max(ends.values()), self.ctx.tracer.enabled, self.env.event())
+        self.arbiter.queued.append(read)
+        self.env.timeout(done - start).callbacks.append(partial(self._due, read))
+        return read.event
+
+    def _due(self, read: QueuedRead, _event=None) -> None:
+        """``read`` was due now: complete it, or wait on if a cut-in delayed it."""
+        now = self.env.now
+        if read.done_ps > now:
+            self.env.timeout(read.done_ps - now).callbacks.append(partial(self._due, read))
+            return
+        self.arbiter.queued.remove(read)
+        self._trace(read.txn, read.start_ps, now, read.traced)
+        read.event.succeed(Response(read.txn, now))
+
+    def _data_window(self, txn: Transaction, start: int, done: int) -> list[int]:
         """[start, end] ps, relative to the request, in which ``txn``'s data moves on its
         channels (for the bandwidth counter; relative, so copies of the slice keep it): it ends a
         fixed latency before completion and lasts the time its largest channel share needs at
         the channel's peak, so concurrent windows never add up above the memory's peak."""
-        end = max(0, done - self.latency_ps - self.env.now)
+        end = max(0, done - self.latency_ps - start)
         longest = max(transfer_ps(nbytes, self.channel_gbps) for _, _, nbytes in self.split_local(txn.addr, txn.nbytes))
         return [max(0, end - longest), end]
 
@@ -154,18 +204,38 @@ class Memory(Component):
         """Reserve channel time for ``txn`` and return when its data is complete."""
         now = self.env.now
         shares = self.split_local(txn.addr, txn.nbytes)
-        last, totals = self.dram.serve(shares, txn.command is Command.WRITE, now,
-                                       self._channel_table(self.ctx.phase), (txn.addr, txn.nbytes))
-        for ch, _, _ in shares:
-            self.last_label[ch] = txn.label
+        write, table = txn.command is Command.WRITE, self._channel_table(self.ctx.phase)
+        first = self.cfg.arbitration == "qos" and txn.qos > 0
+        if first:
+            last, totals, appended = self.arbiter.serve_first(shares, write, now, table)
+            for ch in appended:
+                self.last_label[ch] = txn.label
+        else:
+            if txn.qos == 0:
+                now = self._stream_start(shares, now)
+            last, totals = self.dram.serve(shares, write, now, table, (txn.addr, txn.nbytes))
+            for ch, _, _ in shares:
+                self.last_label[ch] = txn.label
         if self.switch is not None:
-            last = max(last, self.switch.through(shares, now))
+            cut_ins: list = []
+            last = max(last, self.switch.through(shares, now, first, self._switch_ends, cut_ins))
+            for key, begin, push in cut_ins:
+                self.arbiter.delay(key, begin, push)
         times = self.stats.time_ps[self.ctx.phase]
         for state, total in zip(STATES, totals):
             if total:
                 times[state] += total
         hops = max(self.hops[ch] for ch, _, _ in shares) if self.any_lateral else 0
         return last + self.latency_ps + hops * self.hop_ps
+
+    def _stream_start(self, shares: list[tuple[int, int, int]], now: int) -> int:
+        """When a lowest-QoS (bulk) read reaches its channels: no channel starts it more than
+        ``stream_skew_kib`` ahead of the slowest of them (the DMA walks its addresses in order,
+        so a channel still busy holds the others once their queues are full)."""
+        if self.skew_ps is None:
+            return now
+        free = self.dram.free
+        return max(now, max(free[ch] for ch, _, _ in shares) - self.skew_ps)
 
     def _channel_table(self, phase: str) -> tuple[list[int], list[int]]:
         """(data ps, occupied ps) per channel in ``phase``: two arrays of the stats."""
@@ -222,7 +292,8 @@ class Memory(Component):
     def boundary_state(self, frame: Frame) -> tuple:
         """Per channel the time until it is free (clipped where no gap-dependent cost can still
         change), the refresh debt, and its open-row state with the last chunk taken relative to
-        the work it served last; the AXI ports' and lateral links' free times; the refresh phase if it is fixed."""
+        the work it served last; the AXI ports' and lateral links' free times; the refresh phase if it is fixed;
+        when higher-QoS work ends per channel; the queued lowest-QoS requests' channel ends and completions."""
         now, dram = frame.now, self.dram
         clip = dram.idle_horizon()
         where: dict[str, tuple] = {}  # label -> (relative name, base chunk): channels share a few labels
@@ -240,7 +311,7 @@ class Memory(Component):
             rows.append((free, dram.debt[ch], name, last_chunk - base_chunk, *rest))
         ports = self.switch.boundary_state(frame) if self.switch is not None else ()
         refresh_phase = now % self.timing.refi if self.timing.windowed_refresh and self.timing.refi else 0
-        return tuple(rows), ports, refresh_phase
+        return tuple(rows), ports, refresh_phase, self.arbiter.boundary_state(now)
 
     def advance(self, unit: RepeatUnit) -> None:
         """Skipped units of work ``unit.label`` move the open rows it left by as many strides

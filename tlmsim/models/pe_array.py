@@ -23,7 +23,7 @@ port per operand buffer (``operand_ports``), ``decoder_port`` (the weight stream
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -129,12 +129,17 @@ class PeArray(Component):
     role = "compute"
     REUSE_STATE = ("cmd", "tile_index", "skip", "activity", "since", "incoming", "draining")
     WIRING = ("cfg", "clock_mhz", "decoder_latency_cycles", "commands", "operand_ports", "decoder_port", "done_port",
-              "on_tile_start")
+              "on_tile_start", "supply_ps")
     CACHES = ("_tile_times", "_params", "_shapes", "_full_cycles")
 
     def __init__(self, ctx: SimContext, name: str, cfg: PeArrayConfig, clock_mhz: float, decoder_latency_cycles: int,
-                 on_tile_start: Callable[[PeCommand, int], None] | None = None):
+                 on_tile_start: Callable[[PeCommand, int], None] | None = None,
+                 supply_ps: Mapping[Operands, Callable[[Tile], int]] | None = None):
+        """``supply_ps``: per operand source, the shortest time its path (bank read port,
+        decoder) can deliver a tile, as the system builder wires it; the sub-array choice
+        counts it, since a tile takes max(compute, supply)."""
         super().__init__(ctx, name)
+        self.supply_ps = dict(supply_ps or {})
         self.cfg = cfg
         self.clock_mhz = clock_mhz
         self.decoder_latency_cycles = decoder_latency_cycles  # added once to a decoded op's drain
@@ -164,7 +169,7 @@ class PeArray(Component):
             cmd = self.cmd = yield self.incoming
             self.incoming = None
             operands = self.operand_ports[cmd.operands]
-            shape = self.sub_array(cmd.fmt, cmd.tiles)
+            shape = self.sub_array(cmd.fmt, cmd.tiles, cmd.operands)
             for index in tile_order(len(cmd.tiles), self._skipped):
                 self.tile_index, tile = index, cmd.tiles[index]
                 if self.on_tile_start is not None:
@@ -231,30 +236,39 @@ class PeArray(Component):
             self._tile_times[key] = cycles_to_ps(self.tile_cycles(fmt, tile, shape), self.clock_mhz)
         return self._tile_times[key]
 
-    def sub_array(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> tuple[int, int]:
+    def sub_array(self, fmt: WeightFormat, tiles: tuple[Tile, ...],
+                  operands: Operands = Operands.WEIGHTS) -> tuple[int, int]:
         """(rows, cols) of the sub-array an op runs on: the one that finishes it soonest.
 
         The controller maps an op onto the top-left r x c PEs; fewer columns mean more passes
-        but a shorter systolic skew. Every r <= rows, c <= cols is considered, so a larger
-        array can always run an op as a smaller one would and is never slower
+        but a shorter systolic skew, and a tile takes no less than its operand path needs
+        (``supply_ps``), so more columns may gain nothing. Every r <= rows, c <= cols is
+        considered with the op's simulated time (tiles at max(compute, supply), then the skew),
+        so a larger array can always run an op as a smaller one would and is never slower
         (``map_to_sub_array: false`` always uses the whole array)."""
         if not self.cfg.map_to_sub_array or not tiles:
             return self.cfg.rows, self.cfg.cols
-        key = (fmt, id(tiles))
-        if key not in self._shapes:
-            self._shapes[key] = (tiles, self._fastest_shape(fmt, tiles))  # tiles kept: their id stays unique
+        key = (fmt, id(tiles), operands)
+        if key not in self._shapes:  # tiles kept: their id stays unique
+            self._shapes[key] = (tiles, self._fastest_shape(fmt, tiles, self.supply_ps.get(operands)))
         return self._shapes[key][1]
 
-    def _fastest_shape(self, fmt: WeightFormat, tiles: tuple[Tile, ...]) -> tuple[int, int]:
-        shapes = Counter((t.groups, t.rows, t.n, t.k) for t in tiles)
+    def _fastest_shape(self, fmt: WeightFormat, tiles: tuple[Tile, ...],
+                       supply: Callable[[Tile], int] | None) -> tuple[int, int]:
+        shapes = Counter((t.groups, t.rows, t.n, t.k, supply(t) if supply else 0) for t in tiles)
         rows, cols = np.arange(self.cfg.rows, 0, -1), np.arange(self.cfg.cols, 0, -1)  # largest first on a tie
         ii = initiation_interval(self.pe_params(fmt))
-        cycles = (rows[:, None] - 1) + (cols[None, :] - 1)
-        for (groups, t_rows, t_n, k), count in shapes.items():
-            per_pass = count * groups * self.beats_per_pass(fmt, k) * ii
-            cycles = cycles + per_pass * ceil_div(t_rows, rows)[:, None] * ceil_div(t_n, cols)[None, :]
-        r, c = np.unravel_index(int(np.argmin(cycles)), cycles.shape)
+        time_ps = self._cycles_ps((rows[:, None] - 1) + (cols[None, :] - 1))
+        for (groups, t_rows, t_n, k, floor_ps), count in shapes.items():
+            per_pass = groups * self.beats_per_pass(fmt, k) * ii
+            compute_ps = self._cycles_ps(per_pass * ceil_div(t_rows, rows)[:, None] * ceil_div(t_n, cols)[None, :])
+            time_ps = time_ps + count * np.maximum(compute_ps, floor_ps)
+        r, c = np.unravel_index(int(np.argmin(time_ps)), time_ps.shape)
         return int(rows[r]), int(cols[c])
+
+    def _cycles_ps(self, cycles: np.ndarray) -> np.ndarray:
+        """``cycles_to_ps`` of every element (the same rounding up to whole ps)."""
+        return np.ceil(cycles * 1e6 / self.clock_mhz - 1e-6).astype(np.int64)
 
     def pe_params(self, fmt: WeightFormat) -> PeParams:
         """The PE configuration that runs ``fmt``: its N:M pattern, or the built one in dense mode."""
