@@ -60,7 +60,7 @@ class DramTiming:
 
     burst_bytes: int
     burst_ps: float  # one burst at peak bandwidth
-    col_ps: float  # one burst on the bus: max(burst, tCCD of the mapping); whole ps (rounded up) with timing
+    col_ps: int  # one burst on the bus: max(burst, tCCD of the mapping), in whole ps (rounded up)
     rcd: int
     rp: int
     rc: int
@@ -81,8 +81,9 @@ class DramTiming:
               channel_bytes: int) -> DramTiming:
         """Timing of ``cfg``; ``None`` gives an ideal channel (peak bandwidth, no overheads)."""
         burst_ps = burst_bytes * PS_PER_NS / channel_gbps  # fractional ps: bursts add up exactly
-        if cfg is None:
-            return cls(burst_bytes, burst_ps, burst_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
+        if cfg is None:  # on the bus a burst takes whole ps, as with timing (below)
+            col_ps = math.ceil(burst_ps - 1e-6)
+            return cls(burst_bytes, burst_ps, col_ps, 0, 0, 0, 0, 0, 0, 0, 0, 1, burst_bytes, "ideal", 1)
         ccd = cfg.t_ccd_s_ns if cfg.address_mapping == "row_column_bank" else cfg.t_ccd_l_ns
         rows_per_bank = max(1, channel_bytes // (cfg.banks * cfg.row_bytes))
         refresh = ns_to_ps(cfg.refresh_block_ns)
@@ -297,10 +298,10 @@ class DramChannels(Stateful):
     def _compute(self, start: int, nbytes: int, first: int, st: tuple, write: bool) -> RangeCost:
         t = self.t
         bursts = (start + nbytes - 1) // t.burst_bytes - start // t.burst_bytes + 1
-        data = math.ceil(bursts * t.burst_ps - 1e-6)
-        if t.ideal:  # the data-sheet peak exactly (fractional ps per burst), rounded once per share
-            return RangeCost(data, data, data, 0, 0, 0)
+        data = math.ceil(bursts * t.burst_ps - 1e-6)  # at the exact peak: the "busy" statistic
         col = bursts * t.col_ps
+        if t.ideal:
+            return RangeCost(data, col, col, 0, 0, 0)
         last_chunk, window, last_bank, last_col, last_write, used = st
         final = (start + nbytes - 1) // t.chunk_bytes
         seen = min(final - first + 1, t.banks)  # only these chunks can find their row open
