@@ -144,3 +144,31 @@ def test_a_tile_is_at_most_a_bank():
     assert BufferConfig(banks=2, bank_kib=64, tile_kib=128).tile_bytes == 64 * 1024
     assert BufferConfig(banks=2, bank_kib=64, tile_kib=16).tiles_per_bank == 4
     assert BufferConfig(banks=2, bank_kib=64).tiles_per_bank == 1
+
+
+def test_a_streamed_tile_is_handed_over_at_once_and_complete_when_it_is_in(ctx):
+    """stream_tiles: the consumer gets the tile as soon as it is handed to its slot (time 0)
+    and may read it while it arrives; it is complete when the memory's data is in (10 us) or,
+    if later, when the write port has written it (36,000 B at 36 B per cycle: 4 us)."""
+    env = ctx.env
+    cfg = BufferConfig(banks=2, bank_kib=4 * 36, stream_tiles=True)
+    buf = BankedBuffer(ctx, "buf", cfg, clock_mhz=250)
+    got = []
+
+    def run():
+        yield from buf.reserve()
+        buf.fill(_arrival(env, "t", 10_000_000), 36_000)
+        data = yield from buf.take()
+        got.append(("handed", env.now, data.read_ps))
+        yield data.complete
+        got.append(("complete", env.now))
+        buf.release()
+        yield from buf.reserve()
+        buf.fill(_arrival(env, "u", env.now), 36_000)  # data at once: the port's 4 us bound it
+        data = yield from buf.take()
+        yield data.complete
+        got.append(("port-bound", env.now))
+
+    env.process(run())
+    env.run()
+    assert got == [("handed", 0, 1000 * CYCLE), ("complete", 10_000_000), ("port-bound", 10_000_000 + 1000 * CYCLE)]

@@ -2,10 +2,11 @@
 
 No expected numbers: each example draws a design and checks relations that any sound
 model of it must keep. More of a resource (bandwidth, clock, channels, PE rows, columns
-or lanes, banks, bank size, bank width, decoder rate) never makes a run slower by more
-than 0.1%, beyond one bus turnaround per KV append (below); a run never beats the
-memory-bandwidth bound computed independently of the event model; every busy/stall
-fraction lies in [0, 1] and a component's fractions sum to at most 1 per phase;
+or lanes, banks, bank size, bank width, decoder rate, tiles streamed while they arrive)
+never makes a run slower by more than 0.1%, beyond one bus turnaround per KV append
+(below); a sparser format is never slower, a batch of two never lowers throughput; a run
+never beats the memory-bandwidth bound computed independently of the event model; every
+busy/stall fraction lies in [0, 1] and a component's fractions sum to at most 1 per phase;
 steady-state reuse changes nothing.
 
 The one physical exception, bounded here by hand: a KV append is a write. When it meets a
@@ -35,8 +36,8 @@ from tlmsim.workloads.phases import Workload
 NOISE = 1e-3  # "never slower" allows 0.1%
 PREFILL, DECODE = 8, 3
 # Valid designs per "more hardware" property (two runs each), per format pair and per batch
-# test; the invariants test draws twice as many. CI: 11 x 16 x 2 + 32 = 384 designs;
-# TLMSIM_FULL=1: 11 x 40 x 2 + 80 = 960.
+# test; the invariants test draws twice as many. CI: 12 x 16 x 2 + 32 = 416 designs;
+# TLMSIM_FULL=1: 12 x 40 x 2 + 80 = 1040.
 EXAMPLES = 40 if FULL else 16
 
 
@@ -54,6 +55,7 @@ def _design(draw) -> dict:
         ("accelerator", "weight_buffer", "tile_kib"): draw(st.sampled_from([None, 32, 64])),
         ("accelerator", "weight_buffer", "width_bits"): draw(st.sampled_from([None, 1152, 4608])),
         ("accelerator", "decoder", "weights_per_cycle"): draw(st.sampled_from([256, 1024, 4096])),
+        ("accelerator", "weight_buffer", "stream_tiles"): False,
     }
 
 
@@ -68,6 +70,7 @@ MORE = {
     "bank size": (("accelerator", "weight_buffer", "bank_kib"), lambda v: v * 2),
     "bank width": (("accelerator", "weight_buffer", "width_bits"), lambda v: (v or 72) * 4),
     "decoder rate": (("accelerator", "decoder", "weights_per_cycle"), lambda v: v * 2),
+    "streamed tiles": (("accelerator", "weight_buffer", "stream_tiles"), lambda v: True),
 }
 
 

@@ -45,13 +45,15 @@ CONFIGS = {
     "3-banks": ["accelerator.weight_buffer.banks=3", "accelerator.weight_buffer.bank_kib=6144"],
     "512KiB-banks": ["accelerator.weight_buffer.bank_kib=512"],
     "all-ddr": ["placement.weights=[ddr]", "placement.kv_cache=[ddr]", "placement.embeddings=[ddr]"],
+    "streamed-tiles": ["accelerator.weight_buffer.stream_tiles=true", "accelerator.kv_buffer.stream_tiles=true"],
+    "fifo": ["memory.hbm.arbitration=fifo", "memory.ddr.arbitration=fifo"],
 }
 
 
 # CI runs one configuration per kind of state (memory-, PE- and buffer-bound, each format,
-# both memories, channel placements, lateral HBM traffic, more banks).
+# both memories, channel placements, lateral HBM traffic, more banks, streamed tiles).
 IN_CI = {"flagship", "50GBps", "batch16", "int4", "ternary", "fp16-spill", "kv8", "one-channel", "31-axi-ports",
-         "3-banks", "all-ddr"}
+         "3-banks", "all-ddr", "streamed-tiles"}
 
 
 @pytest.mark.parametrize("name", ci_subset(list(CONFIGS), IN_CI))

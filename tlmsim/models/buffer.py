@@ -56,6 +56,9 @@ class BufferConfig(Section):
     width_bits: int | None = Field(None, ge=1, le=65536,
                                    description="bank data width; None = blocks that hold bank_kib")
     tile_kib: float | None = Field(None, **ON_CHIP_KIB, description="largest tile (at most a bank); None = one bank")
+    stream_tiles: bool = Field(False, description="the consumer may start a tile while it is still arriving (a "
+                               "bank's read port works while its write port fills it): it finishes no sooner than "
+                               "the tile is in; false = a tile is read only once all of it is in")
 
     @property
     def bank_bytes(self) -> int:
@@ -119,10 +122,12 @@ class BankAccess:
 
 @dataclass(frozen=True)
 class TileData:
-    """The answer to a READ: the tile is in its bank; streaming it out takes ``read_ps``."""
+    """The answer to a READ: the tile is in its bank, or, with ``stream_tiles``, arriving
+    (``complete`` fires once all of it is in); streaming it out takes ``read_ps``."""
 
     nbytes: int
     read_ps: int
+    complete: simpy.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -207,11 +212,14 @@ class BankedBuffer(Component):
             waiting.succeed()
 
     def take(self):
-        """Generator: wait for the next tile in order to be in its bank; returns its ``TileData``."""
+        """Generator: wait for the next tile in order to be in its bank (with ``stream_tiles``:
+        to be handed over); returns its ``TileData``."""
         while not self.filled:
             self._consumer = self.env.event()
             yield self._consumer
         tile = self.taking = self.filled.popleft()
+        if self.cfg.stream_tiles:
+            return TileData(tile.nbytes, self.drain_ps(tile.nbytes), self._complete(tile))
         yield tile.arrival
         # Tiles are taken in the order they were filled, so the bank's previous tile is written:
         # its write port took this one no sooner than it was handed over and the port was free.
@@ -222,6 +230,25 @@ class BankedBuffer(Component):
             yield self.env.timeout(written - self.env.now)
         self.taking = None
         return TileData(nbytes, self.drain_ps(nbytes))
+
+    def _complete(self, tile: Filled) -> simpy.Event:
+        """An event that fires once ``tile`` is in: its data arrived and its write port wrote it."""
+        complete = self.env.event()
+
+        def arrived(_event=None) -> None:
+            port_done = max(tile.handed_ps, self.write_free[tile.bank]) + self.fill_ps(tile.nbytes)
+            written = self.write_free[tile.bank] = max(port_done, _response(tile.arrival).done_ps)
+            self.taking = None
+            if written > self.env.now:
+                self.env.timeout(written - self.env.now).callbacks.append(lambda _e: complete.succeed())
+            else:
+                complete.succeed()
+
+        if tile.arrival.processed:
+            arrived()
+        else:
+            tile.arrival.callbacks.append(arrived)
+        return complete
 
     def release(self) -> None:
         """Free the slot of the tile the consumer finished."""

@@ -178,6 +178,10 @@ class PeArray(Component):
                 data = yield from operands.transport(BankAccess(BankCommand.READ, cmd.label))
                 self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
                 yield from self._compute(cmd, tile, data.read_ps, shape)
+                if data.complete is not None and not data.complete.processed:  # streamed: the rest is late
+                    self.activity, self.since = "operands", self.env.now
+                    yield data.complete
+                    self.record("stall:waiting for operands", self.since, self.env.now, cmd.label)
                 operands.request(BankAccess(BankCommand.RELEASE, cmd.label))
             self._finish_after_drain(cmd, shape)
 
