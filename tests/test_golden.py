@@ -12,14 +12,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 import regenerate as golden  # noqa: E402
 
 
-@pytest.mark.parametrize("name", golden.CONFIGS)
+# The two LLaMA-7B studies take ~1.5 min together and the fp16 flagship (DDR-bound: its
+# layers in DDR4 reuse less) ~50 s: run them with TLMSIM_GOLDEN_ALL=1 (or
+# `python tests/golden/regenerate.py --check`) after a refactor; the others always run.
+FULL = os.environ.get("TLMSIM_GOLDEN_ALL") == "1"
+SLOW_CONFIGS = {"u280_llama7b_fp16"}  # its decode path is also checked by test_reuse_changes_no_result[fp16-spill]
+
+
+@pytest.mark.parametrize("name", [n if n not in SLOW_CONFIGS or FULL else
+                                  pytest.param(n, marks=pytest.mark.skip(reason="set TLMSIM_GOLDEN_ALL=1"))
+                                  for n in golden.CONFIGS])
 def test_flagship_configs_reproduce_their_golden_results(name):
     assert golden.differences(golden.load("config", name), golden.config_result(name)) == []
-
-
-# The two LLaMA-7B studies take ~1.5 min together: run with TLMSIM_GOLDEN_ALL=1 (or
-# `python tests/golden/regenerate.py --check`) after a refactor; the matmul study always runs.
-FULL = os.environ.get("TLMSIM_GOLDEN_ALL") == "1"
 
 
 @pytest.mark.slow
