@@ -11,7 +11,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 import regenerate as golden  # noqa: E402
 
-
 # The two LLaMA-7B studies take ~1.5 min together and the fp16 flagship (DDR-bound: its
 # layers in DDR4 reuse less) ~50 s: run them with TLMSIM_GOLDEN_ALL=1 (or
 # `python tests/golden/regenerate.py --check`) after a refactor; the others always run.
