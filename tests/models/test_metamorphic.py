@@ -37,7 +37,7 @@ NOISE = 1e-3  # "never slower" allows 0.1%
 PREFILL, DECODE = 8, 3
 # Valid designs per "more hardware" property (two runs each), per format pair and per batch
 # test; the invariants test draws twice as many. CI: 12 x 12 x 2 + 24 = 312 designs;
-# TLMSIM_FULL=1: 12 x 40 x 2 + 80 = 1040.
+# TLMSIM_FULL=1: 12 x 40 x 2 + 80 = 1040 (and the fewer-channels test below).
 EXAMPLES = 40 if FULL else 12
 
 
@@ -45,7 +45,8 @@ def _design(draw) -> dict:
     """Overrides of the flagship that give a valid design (buffers that fit the FPGA)."""
     bank_kib = draw(st.sampled_from([64, 144, 288, 1024, 2304]))
     return {
-        ("memory", "hbm", "bandwidth_gbps"): draw(st.sampled_from([115.0, 230.0, 460.0, 920.0])),
+        ("memory", "hbm", "bandwidth_gbps"): draw(st.sampled_from([115.0, 230.0, 460.0, 920.0])),  # for 32 channels
+        ("memory", "hbm", "channels"): 32,
         ("accelerator", "clock_mhz"): draw(st.sampled_from([150.0, 250.0, 400.0])),
         ("accelerator", "pe_array", "rows"): draw(st.sampled_from([1, 2, 4, 8])),
         ("accelerator", "pe_array", "cols"): draw(st.sampled_from([8, 16, 64, 128])),
@@ -82,7 +83,17 @@ def _config(base: dict, design: dict):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+    _scale_channels(raw["memory"]["hbm"])
     return validate_config(raw)
+
+
+def _scale_channels(hbm: dict) -> None:
+    """HBM with ``channels`` pseudo-channels of the U280 kind: each with its own AXI port,
+    1/32 of the drawn bandwidth and of the 8 GiB; more channels are more memory."""
+    share = hbm["channels"] / 32
+    hbm["bandwidth_gbps"] *= share
+    hbm["capacity_gib"] *= share
+    hbm["switch"]["ports_used"] = hbm["channels"]
 
 
 def _run(cfg, graph, reuse: bool = True, batch: int = 1) -> Accelerator:
@@ -223,3 +234,27 @@ def test_batching_never_lowers_throughput(flagship_raw, tiny_llama_graph, data):
     times_one, times_two = _phase_times(one), _phase_times(two)
     for phase in times_one:  # tokens per second: twice the tokens in the batch-2 run
         assert times_two[phase] <= 2 * times_one[phase] * (1 + NOISE), (phase, times_two[phase] / times_one[phase])
+
+
+# Known violation (TLMSIM_FULL=1 only, kept visible): with 8 or 16 pseudo-channels a faster
+# clock or more channels can be slower by a few %. A cut-in stalls the bulk stream on all its
+# channels by its slowest channel's time (the head-of-line simplification that keeps decoder
+# layers periodic, docs/memory.md "Arbitration"); a faster array brings the KV reads earlier,
+# into the stream. Found: 16 channels at 57.5 GB/s, clock 400 -> 600 MHz, decode +2.8%. A
+# stall limited to what the stream skew allows removes it but breaks exact periodicity (405
+# instead of 861 flagship layers reused, a 36 s run).
+@pytest.mark.skipif(not FULL, reason="set TLMSIM_FULL=1 (a case CI leaves out for time)")
+@pytest.mark.xfail(strict=False, reason="a cut-in stalls the whole bulk stream (head-of-line), see above")
+@pytest.mark.parametrize("more", ["clock", "channels"])
+@settings(max_examples=EXAMPLES, **SETTINGS)
+@given(data=st.data())
+def test_more_hardware_with_fewer_channels(flagship_raw, tiny_llama_graph, more, data):
+    design = {**_design(data.draw), ("memory", "hbm", "channels"): data.draw(st.sampled_from([8, 16]))}
+    path, grow = {**MORE, "channels": (("memory", "hbm", "channels"), lambda v: v * 2)}[more]
+    bigger = {**design, path: grow(design[path])}
+    small, large = _valid(flagship_raw, design), _valid(flagship_raw, bigger)
+    assume(small is not None and large is not None)
+    before, after = _phase_times(_run(small, tiny_llama_graph)), _phase_times(_run(large, tiny_llama_graph))
+    allowance = _turnaround_allowance(small, tiny_llama_graph)
+    for phase in before:
+        assert after[phase] <= before[phase] * (1 + NOISE) + allowance[phase], (more, phase, design)
