@@ -6,9 +6,12 @@ reads, i.e. 92.2% (docs/memory.md).
 """
 
 import pytest
+import simpy
 
 from tlmsim.config import DramTimingConfig, MemoryConfig, validate_config
+from tlmsim.engine.component import SimContext
 from tlmsim.engine.payload import Command, Transaction
+from tlmsim.engine.trace import Tracer
 from tlmsim.models.accelerator import Accelerator
 from tlmsim.models.memory import Memory
 from tlmsim.workloads.phases import Workload
@@ -170,6 +173,25 @@ def test_postponed_refresh_is_paid_in_idle_time_and_capped_when_busy(ctx):
     mem.schedule(Transaction(Command.READ, 2**21, 32, "t", "x", ctx.env.now))
     # only the new request's own accrual: (tRP + tRCD + one burst) x R, in ps x tREFI units
     assert mem.dram.debt[0] == (14_000 + 12_000 + burst) * block
+
+
+def test_an_idle_gap_shorter_than_one_refresh_pays_no_debt(ctx):
+    block = REFRESH_BLOCK_NS * 1000
+
+    def debt_after(gap_ps):
+        env = simpy.Environment()
+        mem = _pc(SimContext(env, Tracer(), phase="test"))
+        (first,) = _issue(mem, [0], 32)
+        owed = mem.dram.debt[0]
+        env.run(until=first + gap_ps)
+        _issue(mem, [32], 32)
+        return owed, mem.dram.debt[0]
+
+    owed, after_long = debt_after(10 * block)  # pays the whole debt, then owes the new work
+    work = after_long // block
+    assert after_long == work * block and owed > 0
+    gap = block - 1000  # 1 ns too short to hold tRP + tRFC + tRCD: the controller cannot refresh
+    assert debt_after(gap) == (owed, owed + (gap + work) * block)
 
 
 def test_windowed_refresh_blocks_a_request_arriving_inside_the_window(ctx):

@@ -193,6 +193,26 @@ def test_one_channel_of_a_bulk_stream_runs_at_most_the_skew_ahead_of_its_slowest
     assert independent.dram.free == [819_200 + 409_600, 409_600 + 409_600]  # ch1 runs on at once
 
 
+def test_a_cut_in_holds_its_channel_and_the_others_only_beyond_the_stream_skew(ctx):
+    # Two ideal channels of 10 GB/s, 4 KiB interleave, skew 1 KiB (102.4 ns). The prefetch
+    # puts 8 units on each channel (3276.8 ns). A 4 KiB KV read on channel 0 at 1 us holds it
+    # 409.6 ns; channel 1 runs on for the skew and then waits: 409.6 - 102.4 = 307.2 ns.
+    mem = _memory(ctx, channels=2, bandwidth_gbps=20.0, stream_skew_kib=1)
+    log = []
+    _issue(ctx, mem, 0, 16 * 4096, log, "prefetch", qos=0)
+    _issue(ctx, mem, 1 << 20, 4096, log, "kv", qos=1, at=1_000_000)
+    ctx.env.run()
+    assert mem.dram.free == [3_276_800 + 409_600, 3_276_800 + 307_200]
+    assert dict(log) == {"kv": 1_000_000 + 409_600 + 100_000, "prefetch": 3_686_400 + 100_000}
+    # A read shorter than the skew holds only its own channel.
+    ctx2 = _fresh_ctx()
+    mem2 = _memory(ctx2, channels=2, bandwidth_gbps=20.0, stream_skew_kib=1)
+    _issue(ctx2, mem2, 0, 16 * 4096, [], "prefetch", qos=0)
+    _issue(ctx2, mem2, 1 << 20, 640, [], "kv", qos=1, at=1_000_000)
+    ctx2.env.run()
+    assert mem2.dram.free == [3_276_800 + 64_000, 3_276_800]
+
+
 def _fresh_ctx():
     import simpy
 

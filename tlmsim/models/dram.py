@@ -22,7 +22,8 @@ service time on that channel follows from counts, not from a command-by-command 
   policies (``refresh``):
 
   - ``postponed`` (default): the controller owes one ``tRFC`` per ``tREFI`` of elapsed
-    time and pays it while the channel is idle; a busy channel postpones refreshes, at
+    time and pays it while the channel is idle, in gaps that hold a whole refresh (a
+    shorter gap owes like busy time); a busy channel postpones refreshes, at
     most ``refresh_postpone_max`` of them (JEDEC allows 8), and past that spends
     ``tRFC / (tREFI - tRFC)`` of its busy time refreshing. The debt is kept as a
     fluid, in integer ps x tREFI units, so it depends only on elapsed and busy times,
@@ -180,7 +181,7 @@ class DramChannels(Stateful):
         covered and any refresh debt is paid."""
         t = self.t
         paid = ceil_div(t.refresh_debt_cap, t.refi - t.rfc) if t.refi and not t.windowed_refresh else 0
-        return max(t.wtr, t.rtw, paid) + 1
+        return max(t.wtr, t.rtw, t.rfc, paid) + 1
 
     def serve(self, shares: list[tuple[int, int, int]], write: bool, now: int,
               table: tuple[list[int], list[int]], request: tuple | None = None) -> tuple[int, list[int]]:
@@ -365,13 +366,14 @@ class DramChannels(Stateful):
         after ``idle`` ps idle.
 
         Debt accrues at tRFC per tREFI of elapsed time and is paid at full rate while the
-        channel refreshes; idle time refreshes for free. Once the debt reaches the postponement
-        cap the channel must refresh: the smallest r with debt + (work + r) tRFC - r tREFI <= cap.
+        channel refreshes; idle time refreshes for free if the gap holds a whole refresh
+        (tRP + tRFC + tRCD), else it owes like busy time. Once the debt reaches the
+        postponement cap the channel must refresh: the smallest r with debt + (work + r) tRFC - r tREFI <= cap.
         A channel already at the cap pays it per burst (``refresh_per_col``) and per ps of the
         rest, rounded up separately, so the same bursts cost the same however requests split them.
         """
         refi, rfc, cap = self.t.refi, self.t.rfc, self.t.refresh_debt_cap
-        debt = max(debt - idle * (refi - rfc), 0)
+        debt, work = (max(debt - idle * (refi - rfc), 0), work) if idle >= rfc else (debt, work + idle)
         excess = debt + work * rfc - cap
         if excess <= 0:
             return 0, debt + work * rfc

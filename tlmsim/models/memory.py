@@ -124,7 +124,7 @@ class Memory(Component):
         self.dram = DramChannels(self.timing, cfg.channels)
         self._build_switch(kernel_clock_mhz)
         self.last_label: list[str | None] = [None] * cfg.channels  # what each channel served last
-        self.arbiter = QosArbiter(self.dram, self.timing, cfg.channels)  # ``arbitration: qos``
+        self.arbiter = QosArbiter(self.dram, self.timing, cfg.channels, self.skew_ps)  # ``arbitration: qos``
         self._switch_ends: dict = {}  # scratch: the switch resources the request being scheduled ends on
         self._streaming: dict[bool, float] = {}
         self._splits: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
@@ -205,9 +205,9 @@ class Memory(Component):
         now = self.env.now
         shares = self.split_local(txn.addr, txn.nbytes)
         write, table = txn.command is Command.WRITE, self._channel_table(self.ctx.phase)
-        first = self.cfg.arbitration == "qos" and txn.qos > 0
+        first, held = self.cfg.arbitration == "qos" and txn.qos > 0, 0
         if first:
-            last, totals, appended = self.arbiter.serve_first(shares, write, now, table)
+            last, totals, appended, held = self.arbiter.serve_first(shares, write, now, table)
             for ch in appended:
                 self.last_label[ch] = txn.label
         else:
@@ -221,6 +221,10 @@ class Memory(Component):
             last = max(last, self.switch.through(shares, now, first, self._switch_ends, cut_ins))
             for key, begin, push in cut_ins:
                 self.arbiter.delay(key, begin, push)
+                held = max(held, push)
+        if held:  # how often, and how long on its slowest resource, critical work held the weight stream
+            self.stats.add_count(self.ctx.phase, "cut_ins", 1)
+            self.stats.add_count(self.ctx.phase, "stream_held_ps", held)
         times = self.stats.time_ps[self.ctx.phase]
         for state, total in zip(STATES, totals):
             if total:
